@@ -1,0 +1,1 @@
+"""Measuring the verification pipeline on labelled face pairs (LFW)."""

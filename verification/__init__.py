@@ -1,0 +1,34 @@
+"""Face verification: embeddings, distances, calibrated thresholds and the pipeline."""
+
+from verification.distances import METRICS, Metric, distance, l2_normalize, pairwise_distances
+from verification.errors import (
+    ImageTooLargeError,
+    InputError,
+    InvalidImageError,
+    NoFaceError,
+    NoThresholdError,
+    UnknownMetricError,
+)
+from verification.pipeline import DEFAULT_MODEL, FaceEmbedding, Verification, Verifier
+from verification.thresholds import accuracy_at, best_threshold, default_threshold
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "METRICS",
+    "FaceEmbedding",
+    "ImageTooLargeError",
+    "InputError",
+    "InvalidImageError",
+    "Metric",
+    "NoFaceError",
+    "NoThresholdError",
+    "UnknownMetricError",
+    "Verification",
+    "Verifier",
+    "accuracy_at",
+    "best_threshold",
+    "default_threshold",
+    "distance",
+    "l2_normalize",
+    "pairwise_distances",
+]

@@ -1,0 +1,173 @@
+"""The verification pipeline: decode, detect, align, embed, compare.
+
+The HTTP API, the command line and the LFW evaluation all go through ``Verifier``, so there is
+one pipeline to measure and to speed up.
+"""
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from torch import nn
+
+import face_alignment
+from backbones import load_model
+from face_alignment import (
+    DEFAULT_MAX_PIXELS,
+    DetectedFace,
+    FaceDetector,
+    fallback_landmarks,
+    load_image,
+    select_face,
+    warp_face,
+)
+from verification.distances import check_metric, pairwise_distances
+from verification.embedding import embed_crops, normalized
+from verification.errors import ImageTooLargeError, InvalidImageError, NoFaceError, NoThresholdError
+from verification.thresholds import default_threshold
+
+DEFAULT_MODEL = "edgeface_s_gamma_05"
+FaceChoice = Literal["largest", "center"]
+ImageSource = bytes | str | os.PathLike | np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceEmbedding:
+    """One face: where it was found, its aligned crop and its raw embedding."""
+
+    face: DetectedFace | None  # None when no face was found and the centre fallback was used
+    crop: np.ndarray
+    embedding: np.ndarray
+    face_count: int
+
+    @property
+    def unit_embedding(self) -> np.ndarray:
+        return normalized(self.embedding[None])[0]
+
+
+@dataclass(frozen=True)
+class Verification:
+    distance: float
+    threshold: float
+    match: bool
+    metric: str
+    model: str
+    faces: tuple[FaceEmbedding, FaceEmbedding]
+
+
+class Verifier:
+    """A loaded model and detector. Thread-safe: every call keeps its state on the stack."""
+
+    def __init__(
+        self,
+        model_name: str,
+        model: nn.Module,
+        detector: FaceDetector,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.model_name = model_name
+        self.model = model.eval()
+        self.detector = detector
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def load(
+        cls,
+        model_name: str = DEFAULT_MODEL,
+        checkpoint_dir: str | os.PathLike | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_face_size: int = 20,
+    ) -> "Verifier":
+        """Load the weights (raising ``CheckpointError`` with advice) and the MTCNN detector."""
+        model = load_model(model_name, checkpoint_dir)
+        return cls(model_name, model, FaceDetector(min_face_size=min_face_size), max_pixels)
+
+    def decode(self, source: ImageSource, field: str = "image") -> np.ndarray:
+        try:
+            return load_image(source, max_pixels=self.max_pixels)
+        except face_alignment.ImageTooLargeError as exc:
+            raise ImageTooLargeError(field, str(exc)) from None
+        except face_alignment.InvalidImageError as exc:
+            raise InvalidImageError(field, str(exc)) from None
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        return self.detector.detect(image)
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        return embed_crops(self.model, crops)
+
+    def crop_face(
+        self, image: np.ndarray, field: str, face: FaceChoice, fallback: bool
+    ) -> tuple[np.ndarray, DetectedFace | None, int]:
+        """The aligned crop of the chosen face, that face (None for the fallback) and the count."""
+        faces = self.detect(image)
+        if not faces:
+            if not fallback:
+                raise NoFaceError(field, "no face found in the image")
+            return warp_face(image, fallback_landmarks(image.shape[:2])), None, 0
+        chosen = select_face(faces, face, image.shape[:2])
+        return warp_face(image, chosen.landmarks), chosen, len(faces)
+
+    def represent_many(
+        self,
+        sources: Sequence[ImageSource],
+        fields: Sequence[str] | None = None,
+        face: FaceChoice = "largest",
+        fallback: bool = False,
+    ) -> list[FaceEmbedding]:
+        """One face per image, all embedded in a single batch.
+
+        With ``fallback`` an image without a detected face is aligned by placing the template on
+        its centre (for datasets such as LFW whose faces are centred) instead of failing.
+        """
+        fields = fields or [f"image{i + 1}" for i in range(len(sources))]
+        prepared = [
+            self.crop_face(self.decode(src, field), field, face, fallback)
+            for src, field in zip(sources, fields, strict=True)
+        ]
+        embeddings = self.embed([crop for crop, _, _ in prepared])
+        return [
+            FaceEmbedding(face=found, crop=crop, embedding=emb, face_count=count)
+            for (crop, found, count), emb in zip(prepared, embeddings, strict=True)
+        ]
+
+    def represent(
+        self, source: ImageSource, field: str = "image", face: FaceChoice = "largest"
+    ) -> FaceEmbedding:
+        return self.represent_many([source], [field], face)[0]
+
+    def threshold_for(self, metric: str, threshold: float | None = None) -> float:
+        if threshold is not None:
+            return float(threshold)
+        calibrated = default_threshold(self.model_name, metric)
+        if calibrated is None:
+            raise NoThresholdError(
+                "threshold",
+                f"model {self.model_name} has no calibrated {metric} threshold; pass one, or "
+                f"calibrate it with python -m evaluation.calibrate",
+            )
+        return calibrated
+
+    def verify(
+        self,
+        image1: ImageSource,
+        image2: ImageSource,
+        metric: str = "cosine",
+        threshold: float | None = None,
+        face: FaceChoice = "largest",
+    ) -> Verification:
+        """Decide whether two images show the same person (``distance <= threshold``)."""
+        check_metric(metric)
+        limit = self.threshold_for(metric, threshold)
+        first, second = self.represent_many([image1, image2], ["image1", "image2"], face)
+        dist = float(pairwise_distances(first.embedding, second.embedding, metric)[0])
+        return Verification(
+            distance=dist,
+            threshold=limit,
+            match=dist <= limit,
+            metric=metric,
+            model=self.model_name,
+            faces=(first, second),
+        )
