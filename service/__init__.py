@@ -1,0 +1,1 @@
+"""The HTTP layer: settings, schemas, routes and error handling. Calls ``verification`` only."""

@@ -1,0 +1,32 @@
+"""Every knob of the service, read from ``EDGEFACE_*`` environment variables or the CLI."""
+
+import os
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backbones.checkpoints import DEFAULT_CHECKPOINT_DIR
+from verification import DEFAULT_MODEL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEFACE_", extra="ignore")
+
+    model: str = Field(DEFAULT_MODEL, description="EdgeFace variant to serve")
+    checkpoint_dir: Path = Field(DEFAULT_CHECKPOINT_DIR, description="folder holding <model>.pt")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="per image, in bytes")
+    max_pixels: int = Field(40_000_000, gt=0, description="per image, width x height")
+    workers: int = Field(2, ge=1, description="verifications running at once (thread pool)")
+    threads: int = Field(
+        max(1, os.cpu_count() or 1), ge=1, description="torch intra-op threads per process"
+    )
+    log_level: str = Field("info", description="uvicorn and service log level")
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
