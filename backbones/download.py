@@ -41,9 +41,10 @@ KNOWN_MODELS: tuple[str, ...] = (
     "edgeface_xxs_q",
 )
 
+# Idiap's GitLab first: the upstream hubconf.py loads from there.
 DEFAULT_BASE_URLS: tuple[str, ...] = (
-    "https://github.com/otroshi/edgeface/raw/main/checkpoints",
     "https://gitlab.idiap.ch/bob/bob.paper.tbiom2023_edgeface/-/raw/master/checkpoints",
+    "https://github.com/otroshi/edgeface/raw/main/checkpoints",
 )
 
 CHECKPOINT_DIR_ENV = "EDGEFACE_CHECKPOINT_DIR"

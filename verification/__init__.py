@@ -9,7 +9,7 @@ from verification.errors import (
     NoThresholdError,
     UnknownMetricError,
 )
-from verification.pipeline import DEFAULT_MODEL, FaceEmbedding, Verification, Verifier
+from verification.pipeline import DEFAULT_MODEL, FaceEmbedding, Timings, Verification, Verifier
 from verification.thresholds import accuracy_at, best_threshold, default_threshold
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Metric",
     "NoFaceError",
     "NoThresholdError",
+    "Timings",
     "UnknownMetricError",
     "Verification",
     "Verifier",

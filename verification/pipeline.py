@@ -5,8 +5,10 @@ one pipeline to measure and to speed up.
 """
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Literal
 
 import numpy as np
@@ -31,6 +33,18 @@ from verification.thresholds import default_threshold
 DEFAULT_MODEL = "edgeface_s_gamma_05"
 FaceChoice = Literal["largest", "center"]
 ImageSource = bytes | str | os.PathLike | np.ndarray
+Timings = dict[str, float]
+
+
+@contextmanager
+def timed(timings: Timings | None, stage: str) -> Iterator[None]:
+    """Add the seconds spent in the block to ``timings[stage]`` (when timings are wanted)."""
+    start = perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class Verification:
     metric: str
     model: str
     faces: tuple[FaceEmbedding, FaceEmbedding]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Verifier:
@@ -84,31 +99,42 @@ class Verifier:
         model = load_model(model_name, checkpoint_dir)
         return cls(model_name, model, FaceDetector(min_face_size=min_face_size), max_pixels)
 
-    def decode(self, source: ImageSource, field: str = "image") -> np.ndarray:
-        try:
-            return load_image(source, max_pixels=self.max_pixels)
-        except face_alignment.ImageTooLargeError as exc:
-            raise ImageTooLargeError(field, str(exc)) from None
-        except face_alignment.InvalidImageError as exc:
-            raise InvalidImageError(field, str(exc)) from None
+    def decode(
+        self, source: ImageSource, field: str = "image", timings: Timings | None = None
+    ) -> np.ndarray:
+        with timed(timings, "decode"):
+            try:
+                return load_image(source, max_pixels=self.max_pixels)
+            except face_alignment.ImageTooLargeError as exc:
+                raise ImageTooLargeError(field, str(exc)) from None
+            except face_alignment.InvalidImageError as exc:
+                raise InvalidImageError(field, str(exc)) from None
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        return self.detector.detect(image)
+    def detect(self, image: np.ndarray, timings: Timings | None = None) -> list[DetectedFace]:
+        with timed(timings, "detect"):
+            return self.detector.detect(image)
 
-    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        return embed_crops(self.model, crops)
+    def embed(self, crops: Sequence[np.ndarray], timings: Timings | None = None) -> np.ndarray:
+        with timed(timings, "embed"):
+            return embed_crops(self.model, crops)
 
     def crop_face(
-        self, image: np.ndarray, field: str, face: FaceChoice, fallback: bool
+        self,
+        image: np.ndarray,
+        field: str,
+        face: FaceChoice,
+        fallback: bool,
+        timings: Timings | None = None,
     ) -> tuple[np.ndarray, DetectedFace | None, int]:
         """The aligned crop of the chosen face, that face (None for the fallback) and the count."""
-        faces = self.detect(image)
-        if not faces:
-            if not fallback:
-                raise NoFaceError(field, "no face found in the image")
-            return warp_face(image, fallback_landmarks(image.shape[:2])), None, 0
-        chosen = select_face(faces, face, image.shape[:2])
-        return warp_face(image, chosen.landmarks), chosen, len(faces)
+        faces = self.detect(image, timings)
+        with timed(timings, "align"):
+            if not faces:
+                if not fallback:
+                    raise NoFaceError(field, "no face found in the image")
+                return warp_face(image, fallback_landmarks(image.shape[:2])), None, 0
+            chosen = select_face(faces, face, image.shape[:2])
+            return warp_face(image, chosen.landmarks), chosen, len(faces)
 
     def represent_many(
         self,
@@ -116,6 +142,7 @@ class Verifier:
         fields: Sequence[str] | None = None,
         face: FaceChoice = "largest",
         fallback: bool = False,
+        timings: Timings | None = None,
     ) -> list[FaceEmbedding]:
         """One face per image, all embedded in a single batch.
 
@@ -124,10 +151,10 @@ class Verifier:
         """
         fields = fields or [f"image{i + 1}" for i in range(len(sources))]
         prepared = [
-            self.crop_face(self.decode(src, field), field, face, fallback)
+            self.crop_face(self.decode(src, field, timings), field, face, fallback, timings)
             for src, field in zip(sources, fields, strict=True)
         ]
-        embeddings = self.embed([crop for crop, _, _ in prepared])
+        embeddings = self.embed([crop for crop, _, _ in prepared], timings)
         return [
             FaceEmbedding(face=found, crop=crop, embedding=emb, face_count=count)
             for (crop, found, count), emb in zip(prepared, embeddings, strict=True)
@@ -137,6 +164,27 @@ class Verifier:
         self, source: ImageSource, field: str = "image", face: FaceChoice = "largest"
     ) -> FaceEmbedding:
         return self.represent_many([source], [field], face)[0]
+
+    def embed_faces(
+        self,
+        source: ImageSource,
+        field: str = "image",
+        max_faces: int = 1,
+        timings: Timings | None = None,
+    ) -> list[FaceEmbedding]:
+        """Every face in one image, largest first, at most ``max_faces`` of them (0: all)."""
+        image = self.decode(source, field, timings)
+        faces = self.detect(image, timings)
+        if not faces:
+            raise NoFaceError(field, "no face found in the image")
+        chosen = faces if max_faces <= 0 else faces[:max_faces]
+        with timed(timings, "align"):
+            crops = [warp_face(image, found.landmarks) for found in chosen]
+        embeddings = self.embed(crops, timings)
+        return [
+            FaceEmbedding(face=found, crop=crop, embedding=emb, face_count=len(faces))
+            for found, crop, emb in zip(chosen, crops, embeddings, strict=True)
+        ]
 
     def threshold_for(self, metric: str, threshold: float | None = None) -> float:
         if threshold is not None:
@@ -158,10 +206,17 @@ class Verifier:
         threshold: float | None = None,
         face: FaceChoice = "largest",
     ) -> Verification:
-        """Decide whether two images show the same person (``distance <= threshold``)."""
+        """Decide whether two images show the same person (``distance <= threshold``).
+
+        ``timings`` of the result holds the seconds spent per stage (decode, detect, align,
+        embed), summed over both images.
+        """
         check_metric(metric)
         limit = self.threshold_for(metric, threshold)
-        first, second = self.represent_many([image1, image2], ["image1", "image2"], face)
+        timings: Timings = {}
+        first, second = self.represent_many(
+            [image1, image2], ["image1", "image2"], face, timings=timings
+        )
         dist = float(pairwise_distances(first.embedding, second.embedding, metric)[0])
         return Verification(
             distance=dist,
@@ -170,4 +225,5 @@ class Verifier:
             metric=metric,
             model=self.model_name,
             faces=(first, second),
+            timings=timings,
         )
