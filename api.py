@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from backbones import CheckpointError
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
+from service.pages import router as pages_router
 from service.routes import router
 from service.settings import Settings
 from verification import Verifier
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None, verifier: Verifier | None = Non
         version="0.1.0",
         summary="Face verification with EdgeFace embeddings and MTCNN alignment, on the CPU.",
         lifespan=lifespan,
+        docs_url=None,  # served by service.pages
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.verifier = verifier
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, verifier: Verifier | None = Non
         BodySizeLimit, max_bytes=2 * settings.max_upload_bytes + _FORM_OVERHEAD_BYTES
     )
     install_error_handlers(app)
+    app.include_router(pages_router)
     app.include_router(router)
     return app
 

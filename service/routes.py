@@ -1,18 +1,15 @@
 """HTTP routes. Each one reads the request, hands CPU work to the thread pool and shapes JSON."""
 
-import html
 import logging
 from functools import partial
 from typing import Annotated
 
-import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, UploadFile
 
+from service.dependencies import LimiterDep, SettingsDep, VerifierDep
 from service.schemas import ErrorResponse, FaceInfo, VerifyForm, VerifyResponse
-from service.settings import Settings
-from verification import FaceEmbedding, ImageTooLargeError, Verifier
+from verification import FaceEmbedding, ImageTooLargeError
 
 log = logging.getLogger("edgeface.service")
 router = APIRouter()
@@ -22,23 +19,6 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     413: {"model": ErrorResponse, "description": "An upload exceeds the byte or pixel limit"},
     422: {"model": ErrorResponse, "description": "No face found, or an invalid field"},
 }
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def get_verifier(request: Request) -> Verifier:
-    return request.app.state.verifier
-
-
-def get_limiter(request: Request) -> anyio.CapacityLimiter:
-    return request.app.state.cpu_limiter
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-VerifierDep = Annotated[Verifier, Depends(get_verifier)]
-LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
 
 
 async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
@@ -61,19 +41,6 @@ def face_info(found: FaceEmbedding) -> FaceInfo:
         landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
         face_count=found.face_count,
     )
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index(settings: SettingsDep) -> str:
-    model = html.escape(settings.model)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>EdgeFace verification</title></head>
-<body>
-<h1>EdgeFace face verification</h1>
-<p>Model: <code>{model}</code>. POST two photos to <code>/verify</code> to learn whether they
-show the same person.</p>
-<p>API documentation: <a href="/docs">/docs</a> (Swagger UI), <a href="/redoc">/redoc</a>.</p>
-</body></html>"""
 
 
 @router.post(

@@ -9,12 +9,20 @@ from verification.errors import (
     NoThresholdError,
     UnknownMetricError,
 )
-from verification.pipeline import DEFAULT_MODEL, FaceEmbedding, Timings, Verification, Verifier
+from verification.pipeline import (
+    DEFAULT_MODEL,
+    PIPELINE_VERSION,
+    FaceEmbedding,
+    Timings,
+    Verification,
+    Verifier,
+)
 from verification.thresholds import accuracy_at, best_threshold, default_threshold
 
 __all__ = [
     "DEFAULT_MODEL",
     "METRICS",
+    "PIPELINE_VERSION",
     "FaceEmbedding",
     "ImageTooLargeError",
     "InputError",

@@ -31,6 +31,9 @@ from verification.errors import ImageTooLargeError, InvalidImageError, NoFaceErr
 from verification.thresholds import default_threshold
 
 DEFAULT_MODEL = "edgeface_s_gamma_05"
+# Bump whenever decoding, detection or alignment change their output: caches of embeddings
+# (evaluation) are keyed on it.
+PIPELINE_VERSION = "1"
 FaceChoice = Literal["largest", "center"]
 ImageSource = bytes | str | os.PathLike | np.ndarray
 Timings = dict[str, float]
