@@ -1,5 +1,6 @@
 """Face verification: embeddings, distances, calibrated thresholds and the pipeline."""
 
+from verification.answers import embedding_answer, verification_answer
 from verification.distances import METRICS, Metric, distance, l2_normalize, pairwise_distances
 from verification.errors import (
     ImageTooLargeError,
@@ -38,6 +39,8 @@ __all__ = [
     "best_threshold",
     "default_threshold",
     "distance",
+    "embedding_answer",
     "l2_normalize",
     "pairwise_distances",
+    "verification_answer",
 ]
