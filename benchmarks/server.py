@@ -1,0 +1,198 @@
+"""The real service as a subprocess on a loopback port: startup time, load, peak memory."""
+
+import itertools
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from benchmarks.sets import REPO, Pair
+from benchmarks.stats import summarize
+
+REQUEST_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    pid: int
+    command: list[str]
+    startup_s: float  # process start until the first POST /verify answered 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def verify_files(pair: Pair) -> dict[str, tuple[str, bytes, str]]:
+    return {
+        "image1": ("image1.jpg", pair[0], "image/jpeg"),
+        "image2": ("image2.jpg", pair[1], "image/jpeg"),
+    }
+
+
+def import_seconds() -> float:
+    """Wall time of ``python -c "import api"``: what startup spends before any of our code."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import api"], cwd=REPO, check=True)
+    return time.perf_counter() - start
+
+
+@contextmanager
+def running_server(
+    checkpoint_dir: Path, model: str, probe: Pair, timeout_s: float = 180.0
+) -> Iterator[Server]:
+    """Start ``python api.py`` on a free port, wait until /verify answers 200, stop it after."""
+    port = free_port()
+    command = [sys.executable, "api.py", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--model", model, "--checkpoint-dir", str(checkpoint_dir)]
+    # A file, not a pipe: an unread pipe would fill up and stall the server.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_for_verify(base_url, process, log, probe, start + timeout_s)
+            yield Server(base_url, process.pid, command, time.perf_counter() - start)
+        finally:
+            stop(process)
+
+
+def wait_for_verify(
+    base_url: str, process: subprocess.Popen, log: IO[str], probe: Pair, deadline: float
+) -> None:
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as http:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited during startup:\n{tail(log)}")
+            try:
+                response = http.post("/verify", files=verify_files(probe))
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code == 200:
+                return
+            # 503 is the service saying it is still loading; anything else is a real failure.
+            if response is not None and response.status_code != 503:
+                raise RuntimeError(
+                    f"POST /verify answered {response.status_code}: {response.text}\n{tail(log)}"
+                )
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the server did not answer /verify in time:\n{tail(log)}")
+            time.sleep(0.05)
+
+
+def tail(log: IO[str], chars: int = 4000) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()[-chars:]
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM) in MB, from /proc (Linux only)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024.0, 1)
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
+@dataclass
+class LoadRecord:
+    latencies: list[float]
+    failed: int = 0
+
+
+def load_test(
+    base_url: str, pairs: Sequence[Pair], clients: int, requests: int, time_cap_s: float
+) -> dict:
+    """``clients`` threads post ``pairs`` in turn to /verify until ``requests`` have been sent
+    or ``time_cap_s`` has passed (requests in flight then finish). Failures are connection
+    errors and answers other than 200."""
+    tickets = itertools.count()
+    record = LoadRecord(latencies=[])
+    lock = threading.Lock()
+    start = time.perf_counter()
+    deadline = start + time_cap_s
+
+    def client() -> None:
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as http:
+            while (ticket := next(tickets)) < requests and time.perf_counter() < deadline:
+                ok, seconds = post_verify(http, pairs[ticket % len(pairs)])
+                with lock:
+                    if ok:
+                        record.latencies.append(seconds)
+                    else:
+                        record.failed += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "requests": len(record.latencies) + record.failed,
+        "failed": record.failed,
+        "seconds": round(wall, 2),
+        "rps": round(len(record.latencies) / wall, 2),
+        "latency": summarize(record.latencies) if record.latencies else None,
+    }
+
+
+def post_verify(http: httpx.Client, pair: Pair) -> tuple[bool, float]:
+    start = time.perf_counter()
+    try:
+        ok = http.post("/verify", files=verify_files(pair)).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    return ok, time.perf_counter() - start
+
+
+def measure_server(
+    checkpoint_dir: Path,
+    model: str,
+    pairs: Sequence[Pair],
+    concurrency: Sequence[int],
+    requests: int,
+    time_cap_s: float,
+    warmup: int,
+) -> dict:
+    """Startup, warm-up, a load run per concurrency level, then the peak RSS."""
+    imports = import_seconds()
+    with running_server(checkpoint_dir, model, pairs[0]) as server:
+        with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as http:
+            for pair in pairs[:warmup]:
+                post_verify(http, pair)
+        levels = [
+            load_test(server.base_url, pairs, clients, requests, time_cap_s)
+            for clients in concurrency
+        ]
+        rss = peak_rss_mb(server.pid)
+    return {
+        "command": " ".join(server.command[1:]),
+        "import_s": round(imports, 2),
+        "startup_s": round(server.startup_s, 2),
+        "peak_rss_mb": rss,
+        "load": levels,
+    }
