@@ -1,46 +1,80 @@
 """EdgeFace verification service: app factory, startup and command line.
 
 python api.py --port 8000 [--host 127.0.0.1] [--model edgeface_s_gamma_05] [--checkpoint-dir DIR]
+
+The server listens at once; the model loads and passes a self-test in the background (/readyz
+says when). ``python api.py`` exits with status 2 and the reason if that fails.
 """
 
 import argparse
 import logging
 import sys
+import zipfile
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import torch
 import uvicorn
 from fastapi import FastAPI
 
-from backbones import CheckpointError
+from backbones import CheckpointError, checkpoint_path, get_spec, read_state_dict
+from service.auth import APIKeyAuth
 from service.errors import install_error_handlers
+from service.inputs import base64_length
 from service.limits import BodySizeLimit
-from service.pages import router as pages_router
-from service.routes import router
+from service.observability import Metrics, RequestObserver
+from service.openapi import install_openapi
+from service.ops import router as ops_router
+from service.pages import install_pages
+from service.routes import REQUEST_MODELS
+from service.routes import router as api_router
 from service.settings import Settings
+from service.startup import FailureHandler, Loader, Readiness, load_verifier, start_loading
 from verification import Verifier
 
 log = logging.getLogger("edgeface")
 
-# Two images plus multipart framing and the small form fields.
-_FORM_OVERHEAD_BYTES = 1024 * 1024
+# Multipart framing, a data: URI prefix, JSON escapes ("\/") and the small fields, for two images.
+_BODY_OVERHEAD_BYTES = 1024 * 1024
+CANNOT_START = 2
 
 
-def load_verifier(settings: Settings) -> Verifier:
-    """Load model and detector once; raises CheckpointError with advice when weights are bad."""
-    torch.set_num_threads(settings.threads)
-    return Verifier.load(settings.model, settings.checkpoint_dir, max_pixels=settings.max_pixels)
+def body_limit(settings: Settings) -> int:
+    """Largest request body: two images at the byte limit, base64-encoded (4/3 larger)."""
+    return 2 * base64_length(settings.max_upload_bytes) + _BODY_OVERHEAD_BYTES
 
 
-def create_app(settings: Settings | None = None, verifier: Verifier | None = None) -> FastAPI:
+def log_failure(reason: str) -> None:
+    log.error("startup failed; /readyz answers 503: %s", reason)
+
+
+def create_app(
+    settings: Settings | None = None,
+    verifier: Verifier | None = None,
+    load: Loader = load_verifier,
+    on_load_failure: FailureHandler = log_failure,
+) -> FastAPI:
+    """The app. It loads the model (unless ``verifier`` is given) and self-tests it in the
+    background after startup; ``on_load_failure(reason)`` is called if either fails."""
     settings = settings or Settings()
+    metrics = Metrics.create()
+
+    def ready(prepared: Verifier, load_seconds: float | None) -> None:
+        app.state.verifier = prepared
+        if load_seconds is not None:
+            metrics.model_load_seconds.set(load_seconds)
+            log.info("loaded %s in %.1f s", settings.model, load_seconds)
+        app.state.readiness.succeed()
+        log.info("ready: self-test passed")
+
+    def failed(reason: str) -> None:
+        app.state.readiness.fail(reason)
+        on_load_failure(reason)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if getattr(app.state, "verifier", None) is None:
-            app.state.verifier = load_verifier(settings)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.cpu_limiter = anyio.CapacityLimiter(settings.workers)
+        start_loading(settings, verifier, load, ready, failed)
         yield
 
     app = FastAPI(
@@ -52,13 +86,19 @@ def create_app(settings: Settings | None = None, verifier: Verifier | None = Non
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.verifier = verifier
-    app.add_middleware(
-        BodySizeLimit, max_bytes=2 * settings.max_upload_bytes + _FORM_OVERHEAD_BYTES
-    )
+    app.state.verifier = None
+    app.state.readiness = Readiness()
+    app.state.metrics = metrics
+    # Added innermost first: observe everything, refuse a missing key before the size check.
+    app.add_middleware(BodySizeLimit, max_bytes=body_limit(settings))
+    if settings.api_key is not None:
+        app.add_middleware(APIKeyAuth, api_key=settings.api_key)
+    app.add_middleware(RequestObserver, metrics=metrics, router=app.router)
     install_error_handlers(app)
-    app.include_router(pages_router)
-    app.include_router(router)
+    install_pages(app)
+    app.include_router(api_router)
+    app.include_router(ops_router)
+    install_openapi(app, REQUEST_MODELS, api_key=settings.api_key is not None)
     return app
 
 
@@ -73,24 +113,54 @@ def parse_args(argv: list[str] | None) -> Settings:
     return Settings(**overrides)
 
 
+def preflight(settings: Settings) -> None:
+    """Refuse an unknown model, a missing file or one that is not a (complete) checkpoint
+    archive before listening on the port, in milliseconds.
+
+    Loading the weights takes seconds and happens in the background; the rarer failures found
+    there (tensors that do not fit the model, a failed self-test) stop the server from there.
+    """
+    get_spec(settings.model)
+    path = checkpoint_path(settings.model, settings.checkpoint_dir)
+    # torch.save writes a zip archive; a truncated one lacks its central directory.
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        read_state_dict(path, settings.model)  # raises the CheckpointError saying what to do
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        verifier = load_verifier(settings)
+        preflight(settings)
     except (CheckpointError, ValueError) as exc:
         print(f"edgeface: cannot start: {exc}", file=sys.stderr)
-        return 2
-    log.info("loaded %s from %s", settings.model, settings.checkpoint_dir)
-    uvicorn.run(
-        create_app(settings, verifier),
+        return CANNOT_START
+    failures: list[str] = []
+
+    def stop(reason: str) -> None:
+        failures.append(reason)
+        print(f"edgeface: cannot start: {reason}", file=sys.stderr, flush=True)
+        server.should_exit = True
+
+    app = create_app(settings, on_load_failure=stop)
+    log.info(
+        "serving %s from %s; API key %s",
+        settings.model,
+        settings.checkpoint_dir,
+        "required" if settings.api_key else "off",
+    )
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        access_log=False,  # RequestObserver logs one line per request
     )
-    return 0
+    server = uvicorn.Server(config)
+    server.run()
+    return CANNOT_START if failures else 0
 
 
 if __name__ == "__main__":

@@ -1,19 +1,35 @@
-"""What routes get injected: the app's settings, its loaded verifier and the CPU pool limiter."""
+"""What routes get injected: settings, the loaded verifier, the CPU pool limiter, metrics."""
 
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
+from service.observability import Metrics
 from service.settings import Settings
+from service.startup import Readiness
 from verification import Verifier
+
+RETRY_AFTER_SECONDS = "5"
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_readiness(request: Request) -> Readiness:
+    return request.app.state.readiness
+
+
 def get_verifier(request: Request) -> Verifier:
+    """The verifier once the startup self-test passed; 503 (JSON, Retry-After) until then."""
+    readiness: Readiness = request.app.state.readiness
+    if not readiness.ready:
+        raise HTTPException(
+            503,
+            f"the service is not ready: {readiness.reason}",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
     return request.app.state.verifier
 
 
@@ -21,6 +37,12 @@ def get_limiter(request: Request) -> anyio.CapacityLimiter:
     return request.app.state.cpu_limiter
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 VerifierDep = Annotated[Verifier, Depends(get_verifier)]
 LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -21,7 +21,18 @@ from verification import (
 
 log = logging.getLogger("edgeface.service")
 
+
+class InvalidBase64Error(InputError):
+    """A JSON image string is neither base64 nor a base64 ``data:`` URI."""
+
+
+class InvalidJSONError(InputError):
+    """A JSON body that does not parse."""
+
+
 STATUS_AND_CODE: dict[type[InputError], tuple[int, str]] = {
+    InvalidBase64Error: (400, "invalid_base64"),
+    InvalidJSONError: (400, "invalid_json"),
     InvalidImageError: (400, "invalid_image"),
     ImageTooLargeError: (413, "too_large"),
     NoFaceError: (422, "no_face"),
@@ -57,7 +68,15 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    code = {
+        400: "bad_request",
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_media_type",
+        503: "not_ready",
+    }
     response = error_json(exc.status_code, code.get(exc.status_code, "error"), str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)

@@ -1,72 +1,95 @@
-"""HTTP routes. Each one reads the request, hands CPU work to the thread pool and shapes JSON."""
-
-import logging
-from functools import partial
-from typing import Annotated
+"""The API routes. Each reads the body, hands CPU work to the thread pool and returns the answer
+shaped by ``verification.answers`` (the command line prints the same dicts)."""
 
 from anyio import to_thread
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Request
 
 from service.dependencies import LimiterDep, SettingsDep, VerifierDep
-from service.schemas import ErrorResponse, FaceInfo, VerifyForm, VerifyResponse
-from verification import FaceEmbedding, ImageTooLargeError
+from service.inputs import read_images
+from service.openapi import request_body
+from service.schemas import (
+    EmbedForm,
+    EmbedJSON,
+    EmbedResponse,
+    ErrorResponse,
+    VerifyForm,
+    VerifyJSON,
+    VerifyResponse,
+)
+from verification import Verifier, embedding_answer, verification_answer
+from verification.answers import Answer, face_counts
 
-log = logging.getLogger("edgeface.service")
 router = APIRouter()
 
+REQUEST_MODELS = (VerifyForm, VerifyJSON, EmbedForm, EmbedJSON)
 ERROR_RESPONSES: dict[int | str, dict] = {
-    400: {"model": ErrorResponse, "description": "An upload is not a readable image"},
-    413: {"model": ErrorResponse, "description": "An upload exceeds the byte or pixel limit"},
+    400: {
+        "model": ErrorResponse,
+        "description": "An image is not readable (or not valid base64); the body is not JSON",
+    },
+    413: {"model": ErrorResponse, "description": "An image exceeds the byte or pixel limit"},
+    415: {"model": ErrorResponse, "description": "The body is neither multipart nor JSON"},
     422: {"model": ErrorResponse, "description": "No face found, or an invalid field"},
+    503: {"model": ErrorResponse, "description": "The model is still loading"},
 }
 
 
-async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
-    if upload.size is not None and upload.size > max_bytes:
-        raise ImageTooLargeError(
-            field, f"the file has {upload.size} bytes, over the limit of {max_bytes} bytes"
-        )
-    data = await upload.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(field, f"the file is over the limit of {max_bytes} bytes")
-    return data
+def verify_answer(
+    verifier: Verifier, images: dict[str, bytes], options: VerifyForm | VerifyJSON
+) -> Answer:
+    result = verifier.verify(images["image1"], images["image2"], options.metric, options.threshold)
+    return verification_answer(result, return_crops=options.return_crops)
 
 
-def face_info(found: FaceEmbedding) -> FaceInfo:
-    face = found.face
-    assert face is not None  # the HTTP pipeline never uses the no-face fallback
-    return FaceInfo(
-        box=[round(float(v), 2) for v in face.box],
-        score=round(float(face.score), 5),
-        landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-        face_count=found.face_count,
-    )
+def embed_answer(
+    verifier: Verifier, images: dict[str, bytes], options: EmbedForm | EmbedJSON
+) -> Answer:
+    faces = verifier.embed_faces(images["image"], "image", options.max_faces)
+    return embedding_answer(faces, verifier.model_name, return_crops=options.return_crops)
 
 
 @router.post(
     "/verify",
     response_model=VerifyResponse,
+    response_model_exclude_none=True,
     responses=ERROR_RESPONSES,
     summary="Do two photos show the same person?",
+    openapi_extra=request_body(VerifyForm, VerifyJSON),
 )
 async def verify(
-    form: Annotated[VerifyForm, Form(media_type="multipart/form-data")],
-    settings: SettingsDep,
-    verifier: VerifierDep,
-    limiter: LimiterDep,
+    request: Request, settings: SettingsDep, verifier: VerifierDep, limiter: LimiterDep
 ) -> VerifyResponse:
-    """Detects the largest face in each photo, embeds both and compares them with ``metric``."""
-    image1 = await read_upload(form.image1, "image1", settings.max_upload_bytes)
-    image2 = await read_upload(form.image2, "image2", settings.max_upload_bytes)
-    job = partial(verifier.verify, image1, image2, form.metric, form.threshold)
-    result = await to_thread.run_sync(job, limiter=limiter)
-    first, second = result.faces
-    return VerifyResponse(
-        match=result.match,
-        distance=round(result.distance, 6),
-        threshold=result.threshold,
-        metric=result.metric,
-        model=result.model,
-        image1=face_info(first),
-        image2=face_info(second),
+    """Detects the largest face in each photo, embeds both and compares them with ``metric``.
+
+    Send multipart/form-data (files) or application/json (base64 strings) with the same fields.
+    """
+    options, images = await read_images(
+        request, VerifyForm, VerifyJSON, ("image1", "image2"), settings.max_upload_bytes, limiter
     )
+    answer = await to_thread.run_sync(verify_answer, verifier, images, options, limiter=limiter)
+    request.state.face_counts = face_counts(answer)
+    return VerifyResponse.model_validate(answer)
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+    summary="The embedding of every face in a photo",
+    openapi_extra=request_body(EmbedForm, EmbedJSON),
+)
+async def embed(
+    request: Request, settings: SettingsDep, verifier: VerifierDep, limiter: LimiterDep
+) -> EmbedResponse:
+    """Detects the faces, largest first, and returns up to ``max_faces`` of them (0: all), each
+    with its box, score, landmarks and L2-normalised 512-d embedding.
+
+    Send multipart/form-data (a file) or application/json (a base64 string).
+    """
+    options, images = await read_images(
+        request, EmbedForm, EmbedJSON, ("image",), settings.max_upload_bytes, limiter
+    )
+    answer = await to_thread.run_sync(embed_answer, verifier, images, options, limiter=limiter)
+    request.state.face_counts = face_counts(answer)
+    return EmbedResponse.model_validate(answer)

@@ -1,36 +1,98 @@
-"""Request and response models of the HTTP API (they are what /docs shows)."""
+"""Request and response models of the HTTP API (they are what /docs shows).
+
+Each request comes as multipart/form-data (``*Form``: files) or application/json (``*JSON``:
+base64 strings) with the same options. Responses validate the dicts of ``verification.answers``.
+"""
+
+from typing import Annotated, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from verification import Metric
+
+IMAGE_FORMATS = "JPEG, PNG, WebP, BMP, TIFF, GIF"
+BASE64_IMAGE = (
+    "the photo's bytes in base64 (standard alphabet, padded; line breaks ignored), plain or as "
+    "a data:image/...;base64, URI. URLs and file paths are not accepted."
+)
+CROP = "the aligned 112x112 RGB face as a base64 PNG; only with return_crops"
+
+
+MetricOption = Annotated[Metric, Field(description="distance between the two embeddings")]
+ThresholdOption = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="match when distance <= threshold; default: calibrated for model and metric",
+    ),
+]
+ReturnCrops = Annotated[bool, Field(description="add each aligned face crop as a base64 PNG")]
+MaxFaces = Annotated[int, Field(ge=0, description="the largest N faces; 0: every face")]
 
 
 class VerifyForm(BaseModel):
     """multipart/form-data body of POST /verify."""
 
-    image1: UploadFile = Field(description="first photo (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    image1: UploadFile = Field(description=f"first photo ({IMAGE_FORMATS})")
     image2: UploadFile = Field(description="second photo")
-    metric: Metric = Field("cosine", description="distance between the two embeddings")
-    threshold: float | None = Field(
-        None,
-        ge=0,
-        allow_inf_nan=False,
-        description="match when distance <= threshold; default: calibrated for model and metric",
-    )
+    metric: MetricOption = "cosine"
+    threshold: ThresholdOption = None
+    return_crops: ReturnCrops = False
 
 
-class FaceInfo(BaseModel):
-    box: list[float] = Field(
-        min_length=4, max_length=4, description="x1, y1, x2, y2 in image pixels"
-    )
-    score: float = Field(description="detector confidence, 0..1")
-    landmarks: list[list[float]] = Field(
+class VerifyJSON(BaseModel):
+    """application/json body of POST /verify."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image1: str = Field(description=f"first photo: {BASE64_IMAGE}")
+    image2: str = Field(description="second photo, as image1")
+    metric: MetricOption = "cosine"
+    threshold: ThresholdOption = None
+    return_crops: ReturnCrops = False
+
+
+class EmbedForm(BaseModel):
+    """multipart/form-data body of POST /embed."""
+
+    image: UploadFile = Field(description=f"the photo ({IMAGE_FORMATS})")
+    max_faces: MaxFaces = 1
+    return_crops: ReturnCrops = False
+
+
+class EmbedJSON(BaseModel):
+    """application/json body of POST /embed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description=f"the photo: {BASE64_IMAGE}")
+    max_faces: MaxFaces = 1
+    return_crops: ReturnCrops = False
+
+
+Box = Annotated[
+    list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in image pixels")
+]
+Score = Annotated[float, Field(description="detector confidence, 0..1")]
+Landmarks = Annotated[
+    list[list[float]],
+    Field(
         min_length=5,
         max_length=5,
         description="left eye, right eye, nose, left and right mouth corners as [x, y]",
-    )
+    ),
+]
+Crop = Annotated[str | None, Field(description=CROP)]
+
+
+class FaceInfo(BaseModel):
+    box: Box
+    score: Score
+    landmarks: Landmarks
     face_count: int = Field(ge=1, description="faces found in the image; the largest is used")
+    crop: Crop = None
 
 
 class VerifyResponse(BaseModel):
@@ -43,7 +105,33 @@ class VerifyResponse(BaseModel):
     image2: FaceInfo
 
 
+class EmbeddedFace(BaseModel):
+    box: Box
+    score: Score
+    landmarks: Landmarks
+    embedding: list[float] = Field(
+        min_length=512, max_length=512, description="L2-normalised 512-d EdgeFace embedding"
+    )
+    crop: Crop = None
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    face_count: int = Field(ge=1, description="faces found in the image (all, not only listed)")
+    faces: list[EmbeddedFace] = Field(description="at most max_faces faces, largest first")
+
+
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong, in a sentence")
     code: str = Field(description="machine-readable kind, e.g. no_face, invalid_image")
     field: str | None = Field(None, description="the input it is about, e.g. image1")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    model: str
+    reason: str | None = Field(None, description="why the service is not ready (only then)")

@@ -3,12 +3,15 @@
 import os
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backbones.checkpoints import DEFAULT_CHECKPOINT_DIR
 from verification import DEFAULT_MODEL
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 class Settings(BaseSettings):
@@ -18,13 +21,29 @@ class Settings(BaseSettings):
     checkpoint_dir: Path = Field(DEFAULT_CHECKPOINT_DIR, description="folder holding <model>.pt")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=1, le=65535)
-    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="per image, in bytes")
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="per image, in bytes (decoded bytes for base64)"
+    )
     max_pixels: int = Field(40_000_000, gt=0, description="per image, width x height")
     workers: int = Field(2, ge=1, description="verifications running at once (thread pool)")
     threads: int = Field(
         max(1, os.cpu_count() or 1), ge=1, description="torch intra-op threads per process"
     )
-    log_level: str = Field("info", description="uvicorn and service log level")
+    log_level: LogLevel = Field("info", description="uvicorn and service log level")
+    api_key: SecretStr | None = Field(
+        None, description="when set, X-API-Key or Authorization: Bearer must carry it"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # EDGEFACE_API_KEY= (empty, as docker -e often leaves it) means "no key", not "key ''".
+        return value if value is not None and value.get_secret_value() else None
 
 
 @cache

@@ -8,7 +8,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -21,45 +23,72 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    base: str
+    process: subprocess.Popen
+    log_file: IO[str]
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        # pread leaves the file offset alone: the server shares it and would write elsewhere.
+        fd = self.log_file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def wait_until_ready(server: Server, deadline: float) -> None:
+    """Until /readyz answers 200 (the model loaded and passed its self-test)."""
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        try:
+            response = httpx.get(server.base + "/readyz", timeout=2)
+            if response.status_code == 200:
+                return
+            if response.json().get("status") == "failed":
+                raise RuntimeError(f"server is not ready: {response.text}\n{server.log()}")
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not become ready in time:\n{server.log()}")
+        time.sleep(0.2)
+
+
 @contextmanager
-def running_server(
-    checkpoint_dir: Path, env: dict[str, str] | None = None, startup_timeout: float = 120.0
-) -> Iterator[str]:
-    """Yield the base URL of a running server; stop it afterwards."""
+def started_server(
+    checkpoint_dir: Path, env: dict[str, str] | None = None, startup_timeout: float = 180.0
+) -> Iterator[Server]:
+    """Yield a ready server (its base URL, process and log); stop it afterwards."""
     port = free_port()
     command = [sys.executable, "api.py", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--checkpoint-dir", str(checkpoint_dir)]
     # A file, not a pipe: an unread pipe would fill up and stall the server.
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"server exited early:\n{log.read()}")
-            try:
-                if httpx.get(base + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in time")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile(mode="w+") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        server = Server(f"http://127.0.0.1:{port}", process, log_file)
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            wait_until_ready(server, time.monotonic() + startup_timeout)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def running_server(
+    checkpoint_dir: Path, env: dict[str, str] | None = None, startup_timeout: float = 180.0
+) -> Iterator[str]:
+    """Yield the base URL of a ready server; stop it afterwards."""
+    with started_server(checkpoint_dir, env, startup_timeout) as server:
+        yield server.base

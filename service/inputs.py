@@ -1,0 +1,139 @@
+"""Reading a request body: multipart uploads or JSON with base64 images, into options and bytes.
+
+Images only ever arrive as bytes in the body. A JSON string is decoded as base64 and nothing
+else: it is never fetched as a URL nor opened as a path, whatever it looks like.
+"""
+
+import base64
+import binascii
+import math
+from typing import TypeVar
+
+from anyio import CapacityLimiter, to_thread
+from fastapi import Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from service.errors import InvalidBase64Error, InvalidJSONError
+from verification import ImageTooLargeError
+
+Options = TypeVar("Options", bound=BaseModel)
+Form = TypeVar("Form", bound=BaseModel)
+Body = TypeVar("Body", bound=BaseModel)
+Images = dict[str, bytes]
+
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+_WHITESPACE = str.maketrans("", "", " \t\r\n")
+# Form fields besides the files are a few short words; refuse anything bigger early.
+_MAX_FORM_FIELDS = 16
+_MAX_FIELD_BYTES = 64 * 1024
+
+
+def base64_length(raw_bytes: int) -> int:
+    """Characters of the padded base64 text of ``raw_bytes`` bytes."""
+    return 4 * math.ceil(raw_bytes / 3)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json(kind: str) -> bool:
+    return kind == JSON or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def unsupported(kind: str) -> HTTPException:
+    what = f"Content-Type {kind}" if kind else "a request without Content-Type"
+    return HTTPException(415, f"{what} is not supported; send {MULTIPART} or {JSON}")
+
+
+def validation_error(exc: ValidationError) -> RequestValidationError:
+    # Without the input: it may be megabytes of base64 and must not reach logs or answers.
+    return RequestValidationError(exc.errors(include_url=False, include_input=False))
+
+
+def decode_base64_image(text: str, field: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 string or ``data:...;base64,`` URI (whitespace ignored)."""
+    payload = text
+    if text[:5].lower() == "data:":
+        header, comma, payload = text.partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise InvalidBase64Error(field, "a data: URI must be data:<type>;base64,<data>")
+    payload = payload.translate(_WHITESPACE)
+    if len(payload) > base64_length(max_bytes):
+        raise ImageTooLargeError(field, f"the image is over the limit of {max_bytes} bytes")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        reason = str(exc).split(":", 1)[0].lower() or "undecodable"
+        raise InvalidBase64Error(
+            field,
+            f"not valid base64 ({reason}); send the image's bytes base64-encoded, plain or as "
+            f"a data:image/...;base64, URI (URLs and file paths are not accepted)",
+        ) from None
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(
+            field, f"the image has {len(data)} bytes, over the limit of {max_bytes} bytes"
+        )
+    return data
+
+
+def parse_json(
+    body: bytes, model: type[Options], image_fields: tuple[str, ...], max_bytes: int
+) -> tuple[Options, Images]:
+    """Validate a JSON body against ``model`` and decode its base64 images (CPU work)."""
+    try:
+        options = model.model_validate_json(body)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise InvalidJSONError(None, "the body is not valid JSON") from None
+        raise validation_error(exc) from None
+    images = {f: decode_base64_image(getattr(options, f), f, max_bytes) for f in image_fields}
+    return options, images
+
+
+async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
+    if upload.size is not None and upload.size > max_bytes:
+        raise ImageTooLargeError(
+            field, f"the file has {upload.size} bytes, over the limit of {max_bytes} bytes"
+        )
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(field, f"the file is over the limit of {max_bytes} bytes")
+    return data
+
+
+async def read_multipart(
+    request: Request, model: type[Options], image_fields: tuple[str, ...], max_bytes: int
+) -> tuple[Options, Images]:
+    async with request.form(
+        max_files=len(image_fields), max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_FIELD_BYTES
+    ) as form:
+        try:
+            options = model.model_validate(dict(form))
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        images = {f: await read_upload(getattr(options, f), f, max_bytes) for f in image_fields}
+    return options, images
+
+
+async def read_images(
+    request: Request,
+    form_model: type[Form],
+    json_model: type[Body],
+    image_fields: tuple[str, ...],
+    max_bytes: int,
+    limiter: CapacityLimiter,
+) -> tuple[Form | Body, Images]:
+    """The request's options (a ``form_model`` or ``json_model``) and its images as bytes."""
+    kind = media_type(request)
+    if kind == MULTIPART:
+        return await read_multipart(request, form_model, image_fields, max_bytes)
+    if is_json(kind):
+        body = await request.body()
+        return await to_thread.run_sync(
+            parse_json, body, json_model, image_fields, max_bytes, limiter=limiter
+        )
+    raise unsupported(kind)

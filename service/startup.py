@@ -1,0 +1,112 @@
+"""Loading the model in the background, the startup self-test, and what /readyz reports.
+
+The server listens (and /healthz answers) while the weights and the detector load; /readyz says
+503 "loading" until a self-test inference produced a finite 512-d embedding, then 200.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Literal
+
+import numpy as np
+import torch
+
+from backbones import EMBEDDING_SIZE, CheckpointError
+from service.settings import Settings
+from verification import Verifier
+
+log = logging.getLogger("edgeface.startup")
+
+Status = Literal["loading", "ok", "failed"]
+Loader = Callable[[Settings], Verifier]
+FailureHandler = Callable[[str], None]
+
+
+class SelfTestError(RuntimeError):
+    """The loaded model does not produce a usable embedding."""
+
+
+@dataclass
+class Readiness:
+    """Where startup is. Written by the loading thread, read by requests."""
+
+    status: Status = "loading"
+    reason: str | None = "loading the model and the face detector"
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ok"
+
+    def succeed(self) -> None:
+        self.status, self.reason = "ok", None
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason = "failed", reason
+
+
+def load_verifier(settings: Settings) -> Verifier:
+    """Load model and detector; raises CheckpointError with advice when the weights are bad."""
+    torch.set_num_threads(settings.threads)
+    return Verifier.load(settings.model, settings.checkpoint_dir, max_pixels=settings.max_pixels)
+
+
+def synthetic_crop(size: int = 112) -> np.ndarray:
+    """A smooth RGB gradient: not a face, but it exercises every layer of the network."""
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    red, green = np.meshgrid(ramp, ramp)
+    blue = np.full_like(red, 128.0)
+    return np.stack([red, green, blue], axis=-1).astype(np.uint8)
+
+
+def self_test(verifier: Verifier) -> None:
+    """Run the detector and the network once; raise SelfTestError unless the output is sane."""
+    verifier.detect(np.zeros((64, 64, 3), dtype=np.uint8))
+    embedding = verifier.embed([synthetic_crop()])
+    if embedding.shape != (1, EMBEDDING_SIZE):
+        expected = (1, EMBEDDING_SIZE)
+        raise SelfTestError(f"the model returned shape {embedding.shape}, not {expected}")
+    if not np.isfinite(embedding).all():
+        raise SelfTestError("the model returned a non-finite embedding")
+    if not np.linalg.norm(embedding) > 0:
+        raise SelfTestError("the model returned an all-zero embedding")
+
+
+def prepare(
+    settings: Settings, verifier: Verifier | None, load: Loader
+) -> tuple[Verifier, float | None]:
+    """The verifier (loaded unless given) after its self-test, and the seconds loading took."""
+    load_seconds = None
+    if verifier is None:
+        start = perf_counter()
+        verifier = load(settings)
+        load_seconds = perf_counter() - start
+    self_test(verifier)
+    return verifier, load_seconds
+
+
+def start_loading(
+    settings: Settings,
+    verifier: Verifier | None,
+    load: Loader,
+    on_ready: Callable[[Verifier, float | None], None],
+    on_failure: FailureHandler,
+) -> threading.Thread:
+    """Prepare the verifier in a daemon thread; call ``on_ready`` or ``on_failure(reason)``."""
+
+    def run() -> None:
+        try:
+            prepared, seconds = prepare(settings, verifier, load)
+        except (CheckpointError, SelfTestError, ValueError) as exc:
+            on_failure(str(exc))
+        except Exception as exc:  # a bug or a broken install: keep the reason, log the trace
+            log.exception("startup failed")
+            on_failure(f"{type(exc).__name__}: {exc}")
+        else:
+            on_ready(prepared, seconds)
+
+    thread = threading.Thread(target=run, name="edgeface-startup", daemon=True)
+    thread.start()
+    return thread
