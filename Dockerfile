@@ -23,7 +23,8 @@ COPY --chown=edgeface:edgeface . .
 USER edgeface
 
 EXPOSE 8000
+# Liveness only (/healthz answers while the model loads); orchestrators route on /readyz.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"
+  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('EDGEFACE_PORT', '8000'), timeout=4)"
 
 CMD ["python", "api.py"]
