@@ -46,7 +46,7 @@ async def index(request: Request, settings: SettingsDep) -> HTMLResponse:
     model = html.escape(settings.model)
     # The key itself never reaches the page; only whether one is needed.
     key_field = ""
-    if getattr(settings, "api_key", None):
+    if settings.api_key is not None:
         key_field = """
   <p class="key"><label for="api-key">API key</label>
   <input id="api-key" name="api-key" type="password" autocomplete="off" spellcheck="false"></p>"""
