@@ -19,6 +19,7 @@ from .images import (
     ImageTooLargeError,
     InvalidImageError,
     load_image,
+    load_image_reduced,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "fallback_landmarks",
     "get_aligned_face",
     "load_image",
+    "load_image_reduced",
     "reference_landmarks",
     "select_face",
     "similarity_transform",

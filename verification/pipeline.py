@@ -21,7 +21,7 @@ from face_alignment import (
     DetectedFace,
     FaceDetector,
     fallback_landmarks,
-    load_image,
+    load_image_reduced,
     select_face,
     warp_face,
 )
@@ -33,7 +33,7 @@ from verification.thresholds import default_threshold
 DEFAULT_MODEL = "edgeface_s_gamma_05"
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 FaceChoice = Literal["largest", "center"]
 ImageSource = bytes | str | os.PathLike | np.ndarray
 Timings = dict[str, float]
@@ -51,10 +51,22 @@ def timed(timings: Timings | None, stage: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Photo:
+    """Decoded pixels, possibly reduced while decoding, and how to map them back."""
+
+    pixels: np.ndarray
+    scale: float = 1.0  # original-image pixels per pixel of ``pixels``
+
+    def to_original(self, face: DetectedFace) -> DetectedFace:
+        return face if self.scale == 1.0 else face.scaled(self.scale)
+
+
+@dataclass(frozen=True)
 class FaceEmbedding:
     """One face: where it was found, its aligned crop and its raw embedding."""
 
-    face: DetectedFace | None  # None when no face was found and the centre fallback was used
+    # In original-image pixels; None when no face was found and the centre fallback was used.
+    face: DetectedFace | None
     crop: np.ndarray
     embedding: np.ndarray
     face_count: int
@@ -89,6 +101,9 @@ class Verifier:
         self.model = model.eval()
         self.detector = detector
         self.max_pixels = max_pixels
+        # Detection never looks at more than detector.max_side pixels, so decoding a large JPEG
+        # at a reduced size down to that loses nothing it would use.
+        self.decode_min_side = detector.max_side
 
     @classmethod
     def load(
@@ -104,18 +119,21 @@ class Verifier:
 
     def decode(
         self, source: ImageSource, field: str = "image", timings: Timings | None = None
-    ) -> np.ndarray:
+    ) -> Photo:
         with timed(timings, "decode"):
             try:
-                return load_image(source, max_pixels=self.max_pixels)
+                pixels, scale = load_image_reduced(source, self.max_pixels, self.decode_min_side)
+                return Photo(pixels, scale)
             except face_alignment.ImageTooLargeError as exc:
                 raise ImageTooLargeError(field, str(exc)) from None
             except face_alignment.InvalidImageError as exc:
                 raise InvalidImageError(field, str(exc)) from None
 
-    def detect(self, image: np.ndarray, timings: Timings | None = None) -> list[DetectedFace]:
+    def detect(
+        self, image: np.ndarray, timings: Timings | None = None, largest_only: bool = False
+    ) -> list[DetectedFace]:
         with timed(timings, "detect"):
-            return self.detector.detect(image)
+            return self.detector.detect(image, largest_only=largest_only)
 
     def embed(self, crops: Sequence[np.ndarray], timings: Timings | None = None) -> np.ndarray:
         with timed(timings, "embed"):
@@ -123,21 +141,22 @@ class Verifier:
 
     def crop_face(
         self,
-        image: np.ndarray,
+        photo: Photo,
         field: str,
         face: FaceChoice,
         fallback: bool,
         timings: Timings | None = None,
     ) -> tuple[np.ndarray, DetectedFace | None, int]:
         """The aligned crop of the chosen face, that face (None for the fallback) and the count."""
-        faces = self.detect(image, timings)
+        image = photo.pixels
+        faces = self.detect(image, timings, largest_only=face == "largest")
         with timed(timings, "align"):
             if not faces:
                 if not fallback:
                     raise NoFaceError(field, "no face found in the image")
                 return warp_face(image, fallback_landmarks(image.shape[:2])), None, 0
             chosen = select_face(faces, face, image.shape[:2])
-            return warp_face(image, chosen.landmarks), chosen, len(faces)
+            return warp_face(image, chosen.landmarks), photo.to_original(chosen), len(faces)
 
     def represent_many(
         self,
@@ -176,16 +195,18 @@ class Verifier:
         timings: Timings | None = None,
     ) -> list[FaceEmbedding]:
         """Every face in one image, largest first, at most ``max_faces`` of them (0: all)."""
-        image = self.decode(source, field, timings)
-        faces = self.detect(image, timings)
+        photo = self.decode(source, field, timings)
+        faces = self.detect(photo.pixels, timings, largest_only=max_faces == 1)
         if not faces:
             raise NoFaceError(field, "no face found in the image")
         chosen = faces if max_faces <= 0 else faces[:max_faces]
         with timed(timings, "align"):
-            crops = [warp_face(image, found.landmarks) for found in chosen]
+            crops = [warp_face(photo.pixels, found.landmarks) for found in chosen]
         embeddings = self.embed(crops, timings)
         return [
-            FaceEmbedding(face=found, crop=crop, embedding=emb, face_count=len(faces))
+            FaceEmbedding(
+                face=photo.to_original(found), crop=crop, embedding=emb, face_count=len(faces)
+            )
             for found, crop, emb in zip(chosen, crops, embeddings, strict=True)
         ]
 
