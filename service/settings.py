@@ -25,9 +25,15 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, gt=0, description="per image, in bytes (decoded bytes for base64)"
     )
     max_pixels: int = Field(40_000_000, gt=0, description="per image, width x height")
-    workers: int = Field(2, ge=1, description="verifications running at once (thread pool)")
-    threads: int = Field(
-        max(1, os.cpu_count() or 1), ge=1, description="torch intra-op threads per process"
+    # One torch thread per request and one request per core: MTCNN's many small operations
+    # scale poorly across threads, so concurrent requests use the cores better than one
+    # request split over them (measured with python -m benchmarks.verify).
+    workers: int = Field(
+        max(1, os.cpu_count() or 1), ge=1, description="requests computed at once (thread pool)"
+    )
+    threads: int = Field(1, ge=1, description="torch intra-op threads (each request uses them)")
+    detect_max_side: int = Field(
+        640, ge=160, description="face detection runs on a copy at most this many pixels long"
     )
     log_level: LogLevel = Field("info", description="uvicorn and service log level")
     api_key: SecretStr | None = Field(

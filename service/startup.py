@@ -50,7 +50,12 @@ class Readiness:
 def load_verifier(settings: Settings) -> Verifier:
     """Load model and detector; raises CheckpointError with advice when the weights are bad."""
     torch.set_num_threads(settings.threads)
-    return Verifier.load(settings.model, settings.checkpoint_dir, max_pixels=settings.max_pixels)
+    return Verifier.load(
+        settings.model,
+        settings.checkpoint_dir,
+        max_pixels=settings.max_pixels,
+        detect_max_side=settings.detect_max_side,
+    )
 
 
 def synthetic_crop(size: int = 112) -> np.ndarray:

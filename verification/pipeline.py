@@ -112,10 +112,12 @@ class Verifier:
         checkpoint_dir: str | os.PathLike | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_face_size: int = 20,
+        detect_max_side: int | None = 640,
     ) -> "Verifier":
         """Load the weights (raising ``CheckpointError`` with advice) and the MTCNN detector."""
         model = load_model(model_name, checkpoint_dir)
-        return cls(model_name, model, FaceDetector(min_face_size=min_face_size), max_pixels)
+        detector = FaceDetector(min_face_size=min_face_size, max_side=detect_max_side)
+        return cls(model_name, model, detector, max_pixels)
 
     def decode(
         self, source: ImageSource, field: str = "image", timings: Timings | None = None
