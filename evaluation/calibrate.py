@@ -5,36 +5,31 @@
 For every model whose weights are found and every metric, the threshold that maximises accuracy on
 ``pairsDevTrain.txt`` is stored, with its accuracy on ``pairsDevTest.txt`` (never used for fitting).
 Images go through the service's own pipeline: MTCNN, the face nearest the image centre (LFW's
-labelled face), and the centre-template fallback for the few images where MTCNN finds nothing.
+labelled face), and the centre-template fallback for the few images where MTCNN finds nothing,
+each image detected once for all models (``evaluation.embeddings``, as in evaluation.lfw).
 """
 
 import argparse
 import json
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from backbones import CheckpointError, checkpoint_path, list_models, load_model
+from evaluation.embeddings import embed_images_multi
 from evaluation.pairs import Pair, read_pairs, unique_images
 from face_alignment import FaceDetector
-from verification import METRICS, Verifier, accuracy_at, best_threshold, pairwise_distances
+from verification import (
+    METRICS,
+    InputError,
+    Verifier,
+    accuracy_at,
+    best_threshold,
+    pairwise_distances,
+)
 from verification.thresholds import THRESHOLDS_FILE
-
-
-def align_all(verifier: Verifier, paths: list[Path]) -> tuple[dict[Path, np.ndarray], int]:
-    """Aligned crop of every image (face nearest the centre), and how many needed the fallback."""
-    crops, fallbacks = {}, 0
-    for path in tqdm(paths, desc="detect+align", unit="img"):
-        crop, face, _ = verifier.crop_face(
-            verifier.decode(path, str(path)), str(path), "center", fallback=True
-        )
-        crops[path] = crop
-        fallbacks += face is None
-    return crops, fallbacks
 
 
 def pair_distances(
@@ -46,22 +41,24 @@ def pair_distances(
     return pairwise_distances(first, second, metric), same
 
 
-def calibrate(models: list[str], lfw: Path, checkpoint_dir: str | None = None) -> dict:
+def calibrate(
+    models: list[str], lfw: Path, checkpoint_dir: str | None = None, cache_dir: Path | None = None
+) -> dict:
     images = lfw / "images"
     train = read_pairs(lfw / "pairsDevTrain.txt", images)
     test = read_pairs(lfw / "pairsDevTest.txt", images)
     paths = unique_images(train + test)
     detector = FaceDetector()
-    loaded = {name: load_model(name, checkpoint_dir) for name in models}
-    aligner = Verifier(models[0], loaded[models[0]], detector)
-    crops, fallbacks = align_all(aligner, paths)
+    verifiers = [Verifier(name, load_model(name, checkpoint_dir), detector) for name in models]
+    embedded = embed_images_multi(verifiers, paths, "center", cache_dir)
+    fallbacks = len(embedded[models[0]].no_face_images)
     table: dict[str, dict] = {}
-    for name, model in loaded.items():
-        verifier = Verifier(name, model, detector)
-        start = time.perf_counter()
-        raw = verifier.embed([crops[p] for p in paths])
-        print(f"{name}: embedded {len(paths)} crops in {time.perf_counter() - start:.1f} s")
-        embeddings = dict(zip(paths, raw, strict=True))
+    for name, images_of_model in embedded.items():
+        print(
+            f"{name}: {len(paths)} images, {images_of_model.cached_images} from the cache, "
+            f"{images_of_model.seconds_per_image:.3f} s/image"
+        )
+        embeddings = {path: image.embedding for path, image in images_of_model.images.items()}
         table[name] = {}
         for metric in METRICS:
             d_train, s_train = pair_distances(train, embeddings, metric)
@@ -95,14 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="default: every model whose weights exist")
     parser.add_argument("--checkpoint-dir", help="default: $EDGEFACE_CHECKPOINT_DIR")
     parser.add_argument("--out", type=Path, default=THRESHOLDS_FILE)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="reuse and fill this embedding cache (python -m evaluation.lfw's); default: none, "
+        "every image is computed afresh, in the same batches every time",
+    )
     args = parser.parse_args(argv)
     models = args.models or available_models(args.checkpoint_dir)
     if not models:
         print("no checkpoints found; set EDGEFACE_CHECKPOINT_DIR", file=sys.stderr)
         return 1
     try:
-        result = calibrate(models, args.lfw, args.checkpoint_dir)
-    except (CheckpointError, FileNotFoundError) as exc:
+        result = calibrate(models, args.lfw, args.checkpoint_dir, args.cache)
+    except (CheckpointError, FileNotFoundError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args.out.write_text(json.dumps(result, indent=2) + "\n")
