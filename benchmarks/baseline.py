@@ -56,21 +56,26 @@ class BaselinePipeline:
        whatever ``Verifier`` later does to its model leaves the baseline alone);
 
     then the cosine distance of the two raw embeddings against ``threshold`` decides. Every call
-    runs with ``threads`` torch intra-op threads (default: the CPU count, the service's default),
-    whatever the process-wide setting is at the time. An image without a face raises ValueError.
+    runs with ``threads`` torch intra-op threads (the benchmark passes its ``--threads``, default
+    1, the same count our pipeline gets), whatever the process-wide setting is at the time. An
+    image without a face raises ValueError.
     """
 
-    def __init__(self, model: nn.Module, threshold: float, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, threshold: float, threads: int = 1) -> None:
         self.model = model.eval()
         self.threshold = threshold
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.threads = threads
         self.mtcnn = MTCNN(keep_all=True).eval()
 
     @classmethod
     def load(
-        cls, model_name: str, checkpoint_dir: str | os.PathLike | Path, threshold: float
+        cls,
+        model_name: str,
+        checkpoint_dir: str | os.PathLike | Path,
+        threshold: float,
+        threads: int = 1,
     ) -> "BaselinePipeline":
-        return cls(load_model(model_name, checkpoint_dir), threshold)
+        return cls(load_model(model_name, checkpoint_dir), threshold, threads)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (Nx4, x1 y1 x2 y2) and landmarks (Nx5x2) of every face MTCNN finds."""

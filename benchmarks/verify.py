@@ -1,4 +1,4 @@
-"""How fast is a verify? ``python -m benchmarks.verify [--json PATH] [--quick] [--model NAME]``
+"""How fast is a verify? ``python -m benchmarks.verify [--json PATH] [--quick] [--threads N]``
 
 In one run, on this machine: the library's ``Verifier.verify`` against the frozen baseline
 (``benchmarks.baseline``) on three image sets, pair by pair in alternating order, with our
@@ -147,6 +147,10 @@ def measure_set(
             "paired_median": round(float(np.median([s.ours_s / s.baseline_s for s in samples])), 3),
         },
         "stages_p50_ms": stages,
+        "samples_ms": {
+            "ours": [round(s.ours_s * 1000.0, 2) for s in samples],
+            "baseline": [round(s.baseline_s * 1000.0, 2) for s in samples],
+        },
         "match_agreement": round(sum(s.agree for s in samples) / len(samples), 3),
     }
 
@@ -157,13 +161,18 @@ def measure_library(
     sets: Sequence[ImageSet],
     group_photos: Sequence[bytes],
     warmup: int,
+    threads: int,
 ) -> dict:
     """Per-set latencies, the face recall on group photos, and the threads both ran with."""
+    # Both pipelines get the same torch threads. One is the service's own setting per request,
+    # and on a shared two-core machine two-thread torch timings are mostly scheduler noise: under
+    # a load of 8 a 1 ms convolution took 20 ms (median) with two threads, 0.8 ms with one.
+    torch.set_num_threads(threads)
     verifier = Verifier.load(model, checkpoints)
     threshold = default_threshold(model, BASELINE_METRIC)
     if threshold is None:
         raise SystemExit(f"model {model} has no calibrated {BASELINE_METRIC} threshold")
-    baseline = BaselinePipeline.load(model, checkpoints, threshold)
+    baseline = BaselinePipeline.load(model, checkpoints, threshold, threads)
     return {
         "library": {s.name: measure_set(verifier, baseline, s, warmup) for s in sets},
         "face_recall": face_recall(verifier, baseline, group_photos),
@@ -199,14 +208,14 @@ def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
     }
 
 
-def run(argv: Sequence[str], model: str, quick: bool) -> dict:
+def run(argv: Sequence[str], model: str, quick: bool, threads: int) -> dict:
     plan = QUICK if quick else FULL
     meta = environment(argv, model, quick)
     start = time.perf_counter()
     checkpoints, photos = checkpoint_dir(), photos_dir()
     sets = build_sets(photos, plan.portrait_pairs, plan.upscaled_pairs, plan.office_pairs)
     group_photos = [path.read_bytes() for path in office_paths(photos)]
-    measured = measure_library(model, checkpoints, sets, group_photos, plan.warmup_pairs)
+    measured = measure_library(model, checkpoints, sets, group_photos, plan.warmup_pairs, threads)
     progress("library done; starting the server")
     server = measure_server(
         checkpoints,
@@ -268,6 +277,16 @@ def format_server(server: dict) -> list[str]:
     return lines
 
 
+def busy_warning(meta: dict) -> list[str]:
+    load = max(meta["loadavg_start"][0], meta["loadavg_end"][0])
+    if load <= meta["cpu_count"]:
+        return []
+    return [
+        f"note: load average {load:.1f} on {meta['cpu_count']} CPUs during the run; absolute "
+        "times are inflated, the ratios (paired, same run) are the figures to compare"
+    ]
+
+
 def format_report(results: dict) -> str:
     meta = results["meta"]
     header = (
@@ -275,7 +294,7 @@ def format_report(results: dict) -> str:
         f"{meta['cpu_count']} CPUs, {meta['date']}, {meta['seconds']:.0f} s"
     )
     recall = results["face_recall"]
-    lines = [header, ""] + format_library(results["library"])
+    lines = [header, *busy_warning(meta), ""] + format_library(results["library"])
     lines.append(
         f"group photos: {recall['found_by_ours']} of the baseline's {recall['baseline_faces']} "
         f"faces >= {recall['min_face_px']} px also found by ours"
@@ -294,13 +313,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="EdgeFace variant to measure")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both library pipelines (default 1, as the service uses)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    results = run(argv, args.model, args.quick)
+    results = run(argv, args.model, args.quick, args.threads)
     path = args.json or RESULTS_DIR / ("verify-quick.json" if args.quick else "verify.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")

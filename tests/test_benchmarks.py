@@ -75,6 +75,7 @@ def test_library_set_has_both_pipelines_ratios_and_stages(results, name):
     assert set(STAGES) <= set(measured["stages_p50_ms"])
     assert all(value > 0 for value in measured["stages_p50_ms"].values())
     assert 0 <= measured["match_agreement"] <= 1
+    assert len(measured["samples_ms"]["ours"]) == len(measured["samples_ms"]["baseline"])
 
 
 def test_face_recall_compares_group_photos(results):
