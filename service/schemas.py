@@ -7,7 +7,7 @@ base64 strings) with the same options. Responses validate the dicts of ``verific
 from typing import Annotated, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from verification import Metric
 
@@ -28,6 +28,25 @@ ThresholdOption = Annotated[
         description="match when distance <= threshold; default: calibrated for model and metric",
     ),
 ]
+
+
+def _blank_is_absent(value: object) -> object:
+    # An HTML form sends an empty field for "not given"; a form has no spelling of null.
+    return None if value == "" else value
+
+
+# Multipart has no null, so the form documents an optional number (absent or empty: default).
+FormThresholdOption = Annotated[
+    ThresholdOption,
+    BeforeValidator(_blank_is_absent),
+    WithJsonSchema({"type": "number", "minimum": 0}),
+]
+
+
+def _no_null_default(schema: dict) -> None:
+    schema["properties"]["threshold"].pop("default", None)
+
+
 ReturnCrops = Annotated[bool, Field(description="add each aligned face crop as a base64 PNG")]
 MaxFaces = Annotated[int, Field(ge=0, description="the largest N faces; 0: every face")]
 
@@ -35,10 +54,12 @@ MaxFaces = Annotated[int, Field(ge=0, description="the largest N faces; 0: every
 class VerifyForm(BaseModel):
     """multipart/form-data body of POST /verify."""
 
+    model_config = ConfigDict(json_schema_extra=_no_null_default)
+
     image1: UploadFile = Field(description=f"first photo ({IMAGE_FORMATS})")
     image2: UploadFile = Field(description="second photo")
     metric: MetricOption = "cosine"
-    threshold: ThresholdOption = None
+    threshold: FormThresholdOption = None
     return_crops: ReturnCrops = False
 
 

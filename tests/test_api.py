@@ -185,6 +185,14 @@ def test_invalid_threshold_is_422(client, photos_dir, threshold):
     assert_error(post_verify(client, image, image, threshold=threshold), 422, "threshold")
 
 
+def test_empty_threshold_field_means_the_calibrated_one(client, photos_dir):
+    image = photo(photos_dir, "005_02ab3a1b")
+    default = post_verify(client, image, image).json()["threshold"]
+    response = post_verify(client, image, image, threshold="")
+    assert response.status_code == 200, response.text
+    assert response.json()["threshold"] == default
+
+
 def test_missing_image_is_422(client, photos_dir):
     files = {"image1": ("a.jpg", photo(photos_dir, "005_02ab3a1b"), "image/jpeg")}
     assert_error(client.post("/verify", files=files), 422, "image2")

@@ -89,11 +89,6 @@ def test_generated_options_with_a_real_photo(case, small_portrait):
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VerifyForm documents threshold as number or null, but no form spelling of null is "
-    "accepted: threshold=null (what schemathesis sends) and an empty threshold= are both 422",
-)
 def test_multipart_threshold_null_as_documented(api_schema, small_portrait):
     threshold = api_schema.raw_schema["components"]["schemas"]["VerifyForm"]["properties"][
         "threshold"
