@@ -183,14 +183,18 @@ def measure_library(
     }
 
 
-def git_commit() -> str | None:
+def git(*args: str) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
     except OSError:
         return None
-    return done.stdout.strip() or None
+    return done.stdout.rstrip() if done.returncode == 0 else None
+
+
+def modified_files() -> list[str] | None:
+    """Tracked files with uncommitted changes: they are part of what "ours" measured."""
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else [line[3:] for line in status.splitlines()]
 
 
 def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
@@ -202,7 +206,8 @@ def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "git_commit": git_commit(),
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_modified": modified_files(),
         "edgeface_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("EDGEFACE_")},
         "loadavg_start": list(os.getloadavg()),
     }
@@ -303,6 +308,13 @@ def format_report(results: dict) -> str:
     return "\n".join(lines + format_server(results["server"]))
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.verify",
@@ -315,7 +327,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="EdgeFace variant to measure")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch threads for both library pipelines (default 1, as the service uses)",
     )

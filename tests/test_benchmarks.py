@@ -26,6 +26,7 @@ META = (
     "cpu_count",
     "python",
     "git_commit",
+    "git_modified",
     "edgeface_env",
     "loadavg_start",
     "loadavg_end",
