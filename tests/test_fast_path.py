@@ -37,7 +37,7 @@ def exhaustive():
 
 @pytest.fixture(scope="module")
 def fast():
-    return FaceDetector()
+    return FaceDetector(coarse_sides=(160,))
 
 
 def test_large_jpeg_is_decoded_reduced_but_not_below_min_side(photos_dir):
