@@ -6,19 +6,11 @@ import numpy as np
 
 from benchmarks.baseline import BaselinePipeline
 from face_alignment import load_image
+from face_alignment.detection import box_iou
 from verification import Verifier
 
 MIN_FACE_PX = 40  # shorter side of the baseline's box
 MIN_IOU = 0.5
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def baseline_faces(baseline: BaselinePipeline, data: bytes) -> list[np.ndarray]:
@@ -37,7 +29,7 @@ def face_recall(
         theirs = baseline_faces(baseline, data)
         ours = [face.face.box for face in verifier.embed_faces(data, max_faces=0) if face.face]
         wanted += len(theirs)
-        found += sum(any(iou(box, mine) >= MIN_IOU for mine in ours) for box in theirs)
+        found += sum(any(box_iou(box, mine) >= MIN_IOU for mine in ours) for box in theirs)
     return {
         "min_face_px": MIN_FACE_PX,
         "min_iou": MIN_IOU,
