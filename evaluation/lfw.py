@@ -171,7 +171,11 @@ def format_report(report: dict) -> str:
             )
         )
     rows += [
-        ("no face", f"{report['no_face']} of {report['images']} images (fallback: template)"),
+        (
+            "no face",
+            f"{report['no_face']} of {report['images']} images "
+            "(fallback: template on the image centre)",
+        ),
         (
             "seconds per image",
             f"{report['seconds_per_image']} ({report['cached_images']} cached; "
