@@ -5,10 +5,11 @@ landing page, the health checks and the documentation stay open.
 """
 
 import hmac
-import json
 
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import send_error_json
 
 PUBLIC_PATHS = frozenset(
     {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -61,16 +62,4 @@ class APIKeyAuth:
 
     async def _refuse(self, send: Send, problem: str) -> None:
         detail = f"{problem}: send it as {API_KEY_HEADER}: <key> or Authorization: Bearer <key>"
-        body = json.dumps({"detail": detail, "code": "unauthorized", "field": None}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", CHALLENGE),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error_json(send, 401, "unauthorized", detail, [(b"www-authenticate", CHALLENGE)])

@@ -3,12 +3,14 @@
 Handlers never put a traceback or the uploaded data in a response.
 """
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from verification import (
     ImageTooLargeError,
@@ -93,3 +95,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+async def send_error_json(
+    send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """The error shape of ``error_json`` sent straight from ASGI middleware, before routing."""
+    body = json.dumps({"detail": detail, "code": code, "field": None}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

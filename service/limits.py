@@ -1,9 +1,9 @@
 """Refuse oversized request bodies while they stream in, before they are parsed or spooled."""
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import send_error_json
 
 
 class BodySizeLimit:
@@ -42,16 +42,4 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": self._detail(), "code": "too_large", "field": None}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error_json(send, 413, "too_large", self._detail(), [(b"connection", b"close")])
