@@ -1,14 +1,15 @@
-"""The fast path keeps answers: reduced JPEG decoding, downscaled and coarse-first detection."""
+"""The fast path keeps answers: reduced JPEG decoding, downscaled and largest-face detection."""
 
+import dataclasses
 import io
 
 import numpy as np
 import pytest
+from facenet_pytorch import MTCNN
 from PIL import Image
 
-from face_alignment import FaceDetector, load_image, load_image_reduced, warp_face
+from face_alignment import FaceDetector, load_image, load_image_reduced
 from face_alignment.detection import box_iou
-from verification.embedding import normalized
 
 PORTRAITS = [
     "005_02ab3a1b",
@@ -31,13 +32,26 @@ def upscaled_jpeg(path, long_side: int = 2048) -> bytes:
 
 @pytest.fixture(scope="module")
 def exhaustive():
-    """Plain MTCNN settings: full resolution, no coarse pass: the reference answer."""
-    return FaceDetector(max_side=None, coarse_sides=())
+    """Full resolution, every pyramid scale: the reference answer."""
+    return FaceDetector(max_side=None)
 
 
 @pytest.fixture(scope="module")
 def fast():
-    return FaceDetector(coarse_sides=(160,))
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def facenet():
+    mtcnn = MTCNN(keep_all=True).eval()
+
+    def detect(image):
+        boxes, _, points = mtcnn.detect(image, landmarks=True)
+        boxes, points = np.asarray(boxes, np.float32), np.asarray(points, np.float32)
+        order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        return boxes[order], points[order]
+
+    return detect
 
 
 def test_large_jpeg_is_decoded_reduced_but_not_below_min_side(photos_dir):
@@ -61,17 +75,41 @@ def test_small_images_and_pngs_are_never_reduced(photos_dir):
     assert scale == 1.0 and pixels.shape == (2000, 3000, 3)
 
 
+@pytest.mark.parametrize("name", [*PORTRAITS, "office1", "office4"])
+def test_full_search_is_facenet_pytorchs_answer(photos_dir, exhaustive, facenet, name):
+    """The vectorised stages compute what facenet-pytorch's MTCNN computes, face for face."""
+    image = load_image(photos_dir / f"{name}.jpg")
+    boxes, points = facenet(image)
+    faces = exhaustive.detect(image)
+    assert len(faces) == len(boxes)
+    np.testing.assert_allclose([f.box for f in faces], boxes, atol=0.01)
+    np.testing.assert_allclose([f.landmarks for f in faces], points, atol=0.01)
+
+
 @pytest.mark.parametrize("stem", PORTRAITS)
-def test_coarse_first_finds_the_same_largest_face(photos_dir, exhaustive, fast, verifier, stem):
+def test_largest_only_finds_the_full_searchs_largest_face(photos_dir, exhaustive, fast, stem):
     image = load_image(photos_dir / f"{stem}.jpg")
     reference = exhaustive.detect(image)[0]
-    found = fast.detect(image, largest_only=True)[0]
-    assert box_iou(reference.box, found.box) > 0.75
-    # What matters downstream: the embeddings of the two alignments are nearly the same (a
-    # cosine distance of a few hundredths, against a decision threshold near 0.68).
-    crops = [warp_face(image, face.landmarks) for face in (reference, found)]
-    first, second = normalized(verifier.embed(crops))
-    assert float(first @ second) > 0.95
+    found = fast.detect(image, largest_only=True)
+    assert found[0].box == pytest.approx(reference.box, abs=0.01)
+    np.testing.assert_allclose(found[0].landmarks, reference.landmarks, atol=0.01)
+
+
+def test_largest_only_skips_the_small_scales(photos_dir, monkeypatch):
+    """The saving is real: the largest-face search runs P-Net on far fewer pixels."""
+    image = load_image(photos_dir / "002_3a2ef5df.jpg")
+    pixels = {True: 0, False: 0}
+    detector = FaceDetector()
+    pnet = detector.nets.pnet
+    for largest_only in (True, False):
+
+        def counting(batch, largest_only=largest_only):
+            pixels[largest_only] += batch.shape[2] * batch.shape[3]
+            return pnet(batch)
+
+        monkeypatch.setattr(detector, "nets", dataclasses.replace(detector.nets, pnet=counting))
+        detector.detect(image, largest_only=largest_only)
+    assert pixels[True] * 5 < pixels[False]
 
 
 def test_detection_on_large_images_maps_back_to_full_resolution(photos_dir, exhaustive, fast):
