@@ -9,7 +9,6 @@ says when). ``python api.py`` exits with status 2 and the reason if that fails.
 import argparse
 import logging
 import sys
-import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +16,7 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 
-from backbones import CheckpointError, checkpoint_path, get_spec, read_state_dict
+from backbones import CheckpointError, check_checkpoint_file, check_model_name, checkpoint_path
 from service.auth import APIKeyAuth
 from service.errors import install_error_handlers
 from service.inputs import base64_length
@@ -120,11 +119,9 @@ def preflight(settings: Settings) -> None:
     Loading the weights takes seconds and happens in the background; the rarer failures found
     there (tensors that do not fit the model, a failed self-test) stop the server from there.
     """
-    get_spec(settings.model)
+    check_model_name(settings.model)
     path = checkpoint_path(settings.model, settings.checkpoint_dir)
-    # torch.save writes a zip archive; a truncated one lacks its central directory.
-    if not (path.is_file() and zipfile.is_zipfile(path)):
-        read_state_dict(path, settings.model)  # raises the CheckpointError saying what to do
+    check_checkpoint_file(path, settings.model)  # raises the CheckpointError saying what to do
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,44 +11,35 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from backbones.catalog import (
+    CHECKPOINT_DIR_ENV,
+    DEFAULT_CHECKPOINT_DIR,
+    CheckpointError,
+    checkpoint_dir,
+    checkpoint_path,
+    corrupt_checkpoint_error,
+    missing_checkpoint_error,
+)
 from backbones.edgeface import EdgeFace, get_model, get_spec
 
-DEFAULT_CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
-CHECKPOINT_DIR_ENV = "EDGEFACE_CHECKPOINT_DIR"
+__all__ = [
+    "CHECKPOINT_DIR_ENV",
+    "DEFAULT_CHECKPOINT_DIR",
+    "CheckpointError",
+    "checkpoint_dir",
+    "checkpoint_path",
+    "load_model",
+    "read_state_dict",
+]
+
 _PACKED = "._packed_params._packed_params"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or does not fit its model."""
-
-
-def checkpoint_dir(directory: str | os.PathLike | None = None) -> Path:
-    """The folder holding ``<model>.pt`` files: the argument, else $EDGEFACE_CHECKPOINT_DIR."""
-    if directory is not None:
-        return Path(directory)
-    return Path(os.environ.get(CHECKPOINT_DIR_ENV) or DEFAULT_CHECKPOINT_DIR)
-
-
-def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Path:
-    return checkpoint_dir(directory) / f"{name}.pt"
-
-
-def _how_to_get(name: str, folder: Path) -> str:
-    return (
-        f"Put {name}.pt in {folder} (or point {CHECKPOINT_DIR_ENV} / --checkpoint-dir at the "
-        f"folder that has it), or on a machine with internet run: "
-        f"python -m backbones.download {name} --dir {folder}"
-    )
 
 
 def read_state_dict(path: Path, name: str | None = None) -> dict[str, Tensor]:
     """Read a checkpoint safely (weights only) and return a float state dict."""
     name = name or path.stem
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path.name} not found in {path.parent.resolve()}. "
-            + _how_to_get(name, path.parent)
-        )
+        raise missing_checkpoint_error(path, name)
     try:
         with warnings.catch_warnings():
             # Reading the official int8 files warns about deprecated quantized tensors; we
@@ -56,11 +47,8 @@ def read_state_dict(path: Path, name: str | None = None) -> dict[str, Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable PyTorch weights file ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). It may be truncated or "
-            f"corrupt; download it again. " + _how_to_get(name, path.parent)
-        ) from exc
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise corrupt_checkpoint_error(path, name, f"{type(exc).__name__}: {detail}") from exc
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return dequantize_state_dict(state)

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import timm
 from torch import Tensor, nn
 
+from backbones.catalog import EMBEDDING_SIZE
 from backbones.lora import replace_linear_with_lowrank
-
-EMBEDDING_SIZE = 512
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import nn
 from backbones import load_model
 from face_alignment import load_image, warp_face
 from verification.distances import pairwise_distances
-from verification.embedding import embed_crops
+from verification.embedding import embed_crops, torch_embedder
 
 BASELINE_METRIC = "cosine"
 
@@ -93,7 +93,7 @@ class BaselinePipeline:
         return warp_face(image, points[int(np.argmax(areas))])
 
     def embed(self, data: bytes) -> np.ndarray:
-        return embed_crops(self.model, [self.largest_face_crop(data)])[0]
+        return embed_crops(torch_embedder(self.model), [self.largest_face_crop(data)])[0]
 
     def verify(self, image1: bytes, image2: bytes) -> BaselineResult:
         with torch_threads(self.threads):

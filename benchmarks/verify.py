@@ -177,6 +177,7 @@ def measure_library(
         "library": {s.name: measure_set(verifier, baseline, s, warmup) for s in sets},
         "face_recall": face_recall(verifier, baseline, group_photos),
         "threads": {
+            "runtime": verifier.runtime,
             "torch_threads": torch.get_num_threads(),
             "baseline_threads": baseline.threads,
         },
@@ -274,11 +275,21 @@ def format_server(server: dict) -> list[str]:
             f"{level['clients']:<8}{level['requests']:>9}{level['failed']:>7}"
             f"{level['rps']:>8.2f}{latency['p50_ms']:>9.1f}{latency['p95_ms']:>9.1f}"
         )
+    ratio_8_1 = server.get("throughput_ratio")
+    if ratio_8_1 is not None:
+        lines.append(
+            f"throughput {server['load'][-1]['clients']} clients / 1 client: {ratio_8_1:.2f}x"
+        )
     lines.append(
         f"startup {server['startup_s']:.2f} s to the first /verify 200 "
-        f"(python -c 'import api' alone: {server['import_s']:.2f} s); "
+        f"(python -c 'import api' alone: {server['import_s']:.2f} s, so "
+        f"{server['startup_s'] - server['import_s']:.2f} s after imports); "
         f"peak RSS {server['peak_rss_mb']:.0f} MB"
     )
+    if server.get("onnx_export_s"):
+        lines.append(
+            f"(ONNX export before the run, once per checkpoint: {server['onnx_export_s']:.1f} s)"
+        )
     return lines
 
 
@@ -295,7 +306,8 @@ def busy_warning(meta: dict) -> list[str]:
 def format_report(results: dict) -> str:
     meta = results["meta"]
     header = (
-        f"{meta['model']}, torch {meta['torch_version']}, {meta['torch_threads']} torch threads, "
+        f"{meta['model']} on {meta.get('runtime', 'torch')}, torch {meta['torch_version']}, "
+        f"{meta['torch_threads']} torch threads, "
         f"{meta['cpu_count']} CPUs, {meta['date']}, {meta['seconds']:.0f} s"
     )
     recall = results["face_recall"]

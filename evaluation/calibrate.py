@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backbones import CheckpointError, checkpoint_path, list_models, load_model
+from backbones import CheckpointError, checkpoint_path, list_models
 from evaluation.embeddings import embed_images_multi
 from evaluation.pairs import Pair, read_pairs, unique_images
-from face_alignment import FaceDetector
 from verification import (
     METRICS,
     InputError,
@@ -48,8 +47,12 @@ def calibrate(
     train = read_pairs(lfw / "pairsDevTrain.txt", images)
     test = read_pairs(lfw / "pairsDevTest.txt", images)
     paths = unique_images(train + test)
-    detector = FaceDetector()
-    verifiers = [Verifier(name, load_model(name, checkpoint_dir), detector) for name in models]
+    # One detector for every model: each image is detected once.
+    first, *others = [Verifier.load(name, checkpoint_dir) for name in models]
+    verifiers = [first] + [
+        Verifier(other.model_name, other.embedder, first.detector, runtime=other.runtime)
+        for other in others
+    ]
     embedded = embed_images_multi(verifiers, paths, "center", cache_dir)
     fallbacks = len(embedded[models[0]].no_face_images)
     table: dict[str, dict] = {}

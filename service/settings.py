@@ -8,8 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbones.checkpoints import DEFAULT_CHECKPOINT_DIR
+from backbones.catalog import DEFAULT_CHECKPOINT_DIR
 from verification import DEFAULT_MODEL
+from verification.runtime import Runtime, default_onnx_dir
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -25,13 +26,20 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, gt=0, description="per image, in bytes (decoded bytes for base64)"
     )
     max_pixels: int = Field(40_000_000, gt=0, description="per image, width x height")
-    # One torch thread per request and one request per core: MTCNN's many small operations
-    # scale poorly across threads, so concurrent requests use the cores better than one
-    # request split over them (measured with python -m benchmarks.verify).
+    # One thread per request and one request per core: MTCNN's many small operations scale
+    # poorly across threads, so concurrent requests use the cores better than one request
+    # split over them (measured with python -m benchmarks.verify).
     workers: int = Field(
         max(1, os.cpu_count() or 1), ge=1, description="requests computed at once (thread pool)"
     )
-    threads: int = Field(1, ge=1, description="torch intra-op threads (each request uses them)")
+    threads: int = Field(1, ge=1, description="intra-op threads of each network call")
+    runtime: Runtime = Field(
+        "auto", description="onnx, torch, or auto (ONNX Runtime when installed)"
+    )
+    onnx_dir: Path = Field(
+        default_factory=default_onnx_dir,
+        description="cache of the ONNX exports (written once per checkpoint)",
+    )
     detect_max_side: int = Field(
         640, ge=160, description="face detection runs on a copy at most this many pixels long"
     )

@@ -12,7 +12,6 @@ from time import perf_counter
 from typing import Literal
 
 import numpy as np
-import torch
 
 from backbones import EMBEDDING_SIZE, CheckpointError
 from service.settings import Settings
@@ -49,12 +48,14 @@ class Readiness:
 
 def load_verifier(settings: Settings) -> Verifier:
     """Load model and detector; raises CheckpointError with advice when the weights are bad."""
-    torch.set_num_threads(settings.threads)
     return Verifier.load(
         settings.model,
         settings.checkpoint_dir,
         max_pixels=settings.max_pixels,
         detect_max_side=settings.detect_max_side,
+        runtime=settings.runtime,
+        onnx_dir=settings.onnx_dir,
+        threads=settings.threads,
     )
 
 

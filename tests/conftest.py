@@ -27,6 +27,15 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """A fresh ONNX export cache per session (servers started by tests inherit it), so the
+    export path runs in every test session, unless EDGEFACE_ONNX_DIR names one."""
+    if not os.environ.get("EDGEFACE_ONNX_DIR"):
+        os.environ["EDGEFACE_ONNX_DIR"] = str(tmp_path_factory.mktemp("onnx"))
+    return Path(os.environ["EDGEFACE_ONNX_DIR"])
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dir() -> Path:
     return require(CHECKPOINT_DIR / "edgeface_s_gamma_05.pt", "real checkpoints").parent

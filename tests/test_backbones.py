@@ -144,3 +144,9 @@ def test_checkpoint_of_another_model_names_file_and_keys(tmp_path, checkpoint_di
     message = str(err.value)
     assert "edgeface_s_gamma_05.pt" in message
     assert "missing keys" in message and "model." in message
+
+
+def test_the_torch_free_catalog_names_every_registered_model():
+    from backbones import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES

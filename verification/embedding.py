@@ -1,29 +1,50 @@
-"""From aligned 112x112 RGB crops to EdgeFace embeddings."""
+"""From aligned 112x112 RGB crops to EdgeFace embeddings, on PyTorch or ONNX Runtime."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
+from backbones.catalog import EMBEDDING_SIZE
 from verification.distances import l2_normalize
 
-
-def to_tensor(crops: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stack HxWx3 uint8 RGB crops into an Nx3xHxW float tensor scaled to [-1, 1]."""
-    batch = np.stack([np.asarray(c, dtype=np.uint8) for c in crops])
-    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    return tensor.div_(127.5).sub_(1.0)
+# Nx3x112x112 float32 in [-1, 1] -> Nx512 float32 raw embeddings.
+Embedder = Callable[[np.ndarray], np.ndarray]
 
 
-def embed_crops(model: nn.Module, crops: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+def to_batch(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack HxWx3 uint8 RGB crops into an Nx3xHxW float32 array scaled to [-1, 1]."""
+    batch = np.stack([np.asarray(c, dtype=np.uint8) for c in crops]).transpose(0, 3, 1, 2)
+    return batch.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def torch_embedder(model) -> Embedder:
+    """Run an EdgeFace ``nn.Module`` (see ``backbones.load_model``)."""
+    import torch
+
+    model.eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).float().numpy()
+
+    return run
+
+
+def onnx_embedder(session) -> Embedder:
+    """Run an ONNX Runtime session of an exported EdgeFace (see ``verification.runtime``)."""
+    return lambda batch: session.run(None, {"input": batch})[0]
+
+
+def embed_crops(
+    embedder: Embedder, crops: Sequence[np.ndarray], batch_size: int = 64
+) -> np.ndarray:
     """Raw (unnormalised) embeddings, one row per crop, float32."""
     if len(crops) == 0:
-        return np.zeros((0, 512), dtype=np.float32)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(crops), batch_size):
-            out.append(model(to_tensor(crops[start : start + batch_size])).float().numpy())
+        return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+    out = [
+        embedder(to_batch(crops[start : start + batch_size]))
+        for start in range(0, len(crops), batch_size)
+    ]
     return np.concatenate(out).astype(np.float32, copy=False)
 
 

@@ -12,10 +12,8 @@ from time import perf_counter
 from typing import Literal
 
 import numpy as np
-from torch import nn
 
 import face_alignment
-from backbones import load_model
 from face_alignment import (
     DEFAULT_MAX_PIXELS,
     DetectedFace,
@@ -26,14 +24,15 @@ from face_alignment import (
     warp_face,
 )
 from verification.distances import check_metric, pairwise_distances
-from verification.embedding import embed_crops, normalized
+from verification.embedding import Embedder, embed_crops, normalized
 from verification.errors import ImageTooLargeError, InvalidImageError, NoFaceError, NoThresholdError
+from verification.runtime import load_engines
 from verification.thresholds import default_threshold
 
 DEFAULT_MODEL = "edgeface_s_gamma_05"
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 FaceChoice = Literal["largest", "center"]
 ImageSource = bytes | str | os.PathLike | np.ndarray
 Timings = dict[str, float]
@@ -93,13 +92,15 @@ class Verifier:
     def __init__(
         self,
         model_name: str,
-        model: nn.Module,
+        embedder: Embedder,
         detector: FaceDetector,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        runtime: str = "torch",
     ) -> None:
         self.model_name = model_name
-        self.model = model.eval()
+        self.embedder = embedder
         self.detector = detector
+        self.runtime = runtime
         self.max_pixels = max_pixels
         # Detection never looks at more than detector.max_side pixels, so decoding a large JPEG
         # at a reduced size down to that loses nothing it would use.
@@ -113,11 +114,20 @@ class Verifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_face_size: int = 20,
         detect_max_side: int | None = 640,
+        runtime: str = "auto",
+        onnx_dir: str | os.PathLike | None = None,
+        threads: int = 1,
     ) -> "Verifier":
-        """Load the weights (raising ``CheckpointError`` with advice) and the MTCNN detector."""
-        model = load_model(model_name, checkpoint_dir)
-        detector = FaceDetector(min_face_size=min_face_size, max_side=detect_max_side)
-        return cls(model_name, model, detector, max_pixels)
+        """Load the weights (raising ``CheckpointError`` with advice) and the MTCNN detector.
+
+        ``runtime`` "auto" serves with ONNX Runtime when it is installed (see
+        ``verification.runtime``), else PyTorch; ``threads`` is each network's thread count.
+        """
+        engines = load_engines(model_name, checkpoint_dir, runtime, onnx_dir, threads)
+        detector = FaceDetector(
+            min_face_size=min_face_size, max_side=detect_max_side, nets=engines.mtcnn
+        )
+        return cls(model_name, engines.embedder, detector, max_pixels, engines.runtime)
 
     def decode(
         self, source: ImageSource, field: str = "image", timings: Timings | None = None
@@ -139,7 +149,7 @@ class Verifier:
 
     def embed(self, crops: Sequence[np.ndarray], timings: Timings | None = None) -> np.ndarray:
         with timed(timings, "embed"):
-            return embed_crops(self.model, crops)
+            return embed_crops(self.embedder, crops)
 
     def crop_face(
         self,
