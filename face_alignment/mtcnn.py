@@ -32,6 +32,8 @@ PNET_CELL = 12  # P-Net looks at 12x12 windows with stride 2
 COARSE_FRACTION = 8
 # ...and the fine scales added after it look for faces down to this fraction of the face found.
 FINE_MARGIN = 0.3
+# Up to this many boxes ``nms`` works on the whole overlap matrix (faster, n x n memory).
+_NMS_MATRIX_MAX = 250
 
 
 @dataclass(frozen=True)
@@ -295,17 +297,37 @@ def nms(
     x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
     areas = (x2 - x1 + plus) * (y2 - y1 + plus)
     order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2, areas = x1[order], y1[order], x2[order], y2[order], areas[order]
+    if len(order) > _NMS_MATRIX_MAX:
+        return order[_nms_shrinking(x1, y1, x2, y2, areas, plus, threshold, overlap)]
+    # The whole overlap matrix in a few array operations, then a cheap greedy pass: the
+    # Python-level work holds the GIL, and two requests run at once on two cores.
+    inter_w = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + plus
+    inter_h = np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + plus
+    inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
+    if overlap == "min":
+        overlapping = inter / np.minimum(areas[:, None], areas) > threshold
+    else:
+        overlapping = inter / (areas[:, None] + areas - inter) > threshold
+    keep = []
+    suppressed = np.zeros(len(order), bool)
+    for index in range(len(order)):
+        if not suppressed[index]:  # by a kept box with a better score
+            keep.append(index)
+            suppressed |= overlapping[index]
+    return order[np.asarray(keep, np.int64)]
+
+
+def _nms_shrinking(x1, y1, x2, y2, areas, plus, threshold, overlap) -> np.ndarray:
+    """The same greedy pass for many boxes (sorted best first), without an n x n matrix."""
+    order = np.arange(len(x1))
     keep = []
     while len(order):
         best, rest = order[0], order[1:]
         keep.append(best)
-        inter_w = np.maximum(
-            0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + plus
-        )
-        inter_h = np.maximum(
-            0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + plus
-        )
-        inter = inter_w * inter_h
+        inter_w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + plus
+        inter_h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + plus
+        inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
         if overlap == "min":
             ratio = inter / np.minimum(areas[best], areas[rest])
         else:

@@ -138,3 +138,23 @@ def test_verify_reports_boxes_in_original_pixels(verifier, photos_dir):
     big_face, small_face = (f.face for f in result.faces)
     assert box_iou(big_face.box, [v * ratio for v in small_face.box]) > 0.75
     assert result.match  # the same photo at two sizes
+
+
+@pytest.mark.parametrize("count", [0, 1, 30, 240, 600])
+def test_nms_keeps_what_torchvision_and_facenet_keep(count):
+    """Both NMS flavours of MTCNN (IoU, torchvision; intersection over the smaller box,
+    facenet-pytorch), on both of our code paths (overlap matrix, and shrinking for many boxes)."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import nms_numpy
+    from torchvision.ops import nms as torchvision_nms
+
+    from face_alignment.mtcnn import nms
+
+    rng = np.random.default_rng(count)
+    corners = rng.uniform(0, 600, (count, 2))
+    boxes = np.hstack([corners, corners + rng.uniform(10, 80, (count, 1))]).astype(np.float32)
+    scores = rng.uniform(0, 1, count).astype(np.float32)
+    expected = torchvision_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5).numpy()
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), expected)
+    expected = nms_numpy(boxes, scores, 0.7, "Min") if count else np.zeros(0)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.7, overlap="min"), expected)
