@@ -65,8 +65,8 @@ FULL = Plan(
     upscaled_pairs=24,
     office_pairs=20,
     warmup_pairs=2,
-    server_requests=48,
-    server_time_cap_s=90.0,
+    server_requests=240,
+    server_time_cap_s=60.0,
 )
 QUICK = Plan(
     portrait_pairs=4,
