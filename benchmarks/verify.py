@@ -38,6 +38,7 @@ from benchmarks.sets import (
 )
 from benchmarks.stats import ratio, summarize
 from verification import DEFAULT_MODEL, Verification, Verifier, default_threshold
+from verification.runtime import RUNTIMES
 
 STAGES = ("decode", "detect", "align", "embed")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -162,13 +163,14 @@ def measure_library(
     group_photos: Sequence[bytes],
     warmup: int,
     threads: int,
+    runtime: str = "auto",
 ) -> dict:
     """Per-set latencies, the face recall on group photos, and the threads both ran with."""
     # Both pipelines get the same torch threads. One is the service's own setting per request,
     # and on a shared two-core machine two-thread torch timings are mostly scheduler noise: under
     # a load of 8 a 1 ms convolution took 20 ms (median) with two threads, 0.8 ms with one.
     torch.set_num_threads(threads)
-    verifier = Verifier.load(model, checkpoints)
+    verifier = Verifier.load(model, checkpoints, runtime=runtime, threads=threads)
     threshold = default_threshold(model, BASELINE_METRIC)
     if threshold is None:
         raise SystemExit(f"model {model} has no calibrated {BASELINE_METRIC} threshold")
@@ -214,14 +216,18 @@ def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
     }
 
 
-def run(argv: Sequence[str], model: str, quick: bool, threads: int) -> dict:
+def run(argv: Sequence[str], model: str, quick: bool, threads: int, runtime: str) -> dict:
     plan = QUICK if quick else FULL
+    # The server reads its runtime from the environment it inherits, like any other setting.
+    os.environ["EDGEFACE_RUNTIME"] = runtime
     meta = environment(argv, model, quick)
     start = time.perf_counter()
     checkpoints, photos = checkpoint_dir(), photos_dir()
     sets = build_sets(photos, plan.portrait_pairs, plan.upscaled_pairs, plan.office_pairs)
     group_photos = [path.read_bytes() for path in office_paths(photos)]
-    measured = measure_library(model, checkpoints, sets, group_photos, plan.warmup_pairs, threads)
+    measured = measure_library(
+        model, checkpoints, sets, group_photos, plan.warmup_pairs, threads, runtime
+    )
     progress("library done; starting the server")
     server = measure_server(
         checkpoints,
@@ -341,7 +347,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--threads",
         type=positive_int,
         default=1,
-        help="torch threads for both library pipelines (default 1, as the service uses)",
+        help="network threads of both library pipelines (default 1, as the service uses)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=os.environ.get("EDGEFACE_RUNTIME", "auto"),
+        help="what runs our networks, in the library and the server (default auto: ONNX "
+        "Runtime when installed); the baseline always uses PyTorch",
     )
     return parser.parse_args(argv)
 
@@ -349,7 +362,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    results = run(argv, args.model, args.quick, args.threads)
+    results = run(argv, args.model, args.quick, args.threads, args.runtime)
     path = args.json or RESULTS_DIR / ("verify-quick.json" if args.quick else "verify.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
