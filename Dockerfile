@@ -1,6 +1,7 @@
 # EdgeFace verification service, CPU only.
 #   docker build -t edgeface .
-#   docker run --rm -p 8000:8000 -v "$PWD/checkpoints:/app/checkpoints:ro" edgeface
+#   docker run --rm -p 8000:8000 -v "$PWD/checkpoints:/app/checkpoints:ro" \
+#     -v edgeface-onnx:/app/cache/onnx edgeface
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     EDGEFACE_HOST=0.0.0.0 \
     EDGEFACE_PORT=8000 \
-    EDGEFACE_CHECKPOINT_DIR=/app/checkpoints
+    EDGEFACE_CHECKPOINT_DIR=/app/checkpoints \
+    EDGEFACE_ONNX_DIR=/app/cache/onnx
 
 WORKDIR /app
 
@@ -20,6 +22,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 t
 
 RUN useradd --create-home --uid 10001 edgeface
 COPY --chown=edgeface:edgeface . .
+RUN mkdir -p /app/cache/onnx && chown -R edgeface:edgeface /app/cache
 USER edgeface
 
 EXPOSE 8000
