@@ -3,6 +3,7 @@
 import itertools
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,17 @@ def peak_rss_mb(pid: int) -> float:
 class LoadRecord:
     latencies: list[float]
     failed: int = 0
+    seconds: float = 0.0
+
+    def summary(self, clients: int) -> dict:
+        return {
+            "clients": clients,
+            "requests": len(self.latencies) + self.failed,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 2),
+            "rps": round(len(self.latencies) / self.seconds, 2) if self.seconds else 0.0,
+            "latency": summarize(self.latencies) if self.latencies else None,
+        }
 
 
 def encoded_verify(pair: Pair) -> tuple[bytes, dict[str, str]]:
@@ -142,6 +154,12 @@ def load_test(
     """``clients`` threads post ``pairs`` in turn to /verify until ``requests`` have been sent
     or ``time_cap_s`` has passed (requests in flight then finish). Failures are connection
     errors and answers other than 200."""
+    return run_load(base_url, pairs, clients, requests, time_cap_s).summary(clients)
+
+
+def run_load(
+    base_url: str, pairs: Sequence[Pair], clients: int, requests: int, time_cap_s: float
+) -> LoadRecord:
     bodies = [encoded_verify(pair) for pair in pairs]
     tickets = itertools.count()
     record = LoadRecord(latencies=[])
@@ -164,15 +182,41 @@ def load_test(
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - start
-    return {
-        "clients": clients,
-        "requests": len(record.latencies) + record.failed,
-        "failed": record.failed,
-        "seconds": round(wall, 2),
-        "rps": round(len(record.latencies) / wall, 2),
-        "latency": summarize(record.latencies) if record.latencies else None,
-    }
+    record.seconds = time.perf_counter() - start
+    return record
+
+
+def load_rounds(
+    base_url: str,
+    pairs: Sequence[Pair],
+    concurrency: Sequence[int],
+    requests: int,
+    time_cap_s: float,
+    rounds: int,
+) -> tuple[list[dict], float | None]:
+    """Each concurrency level in turn, ``rounds`` times over, ``requests / rounds`` each time.
+
+    This machine's speed drifts by tens of percent within a minute (other virtual machines on
+    the host), so levels measured one after the other compare different machines. Interleaved
+    rounds pool each level over the same stretch of time, and the throughput ratio of the
+    highest level to one client is the median of the rounds' own ratios.
+    """
+    per_round = max(1, requests // rounds)
+    pooled = {clients: LoadRecord(latencies=[]) for clients in concurrency}
+    ratios = []
+    for _ in range(rounds):
+        rps = {}
+        for clients in concurrency:
+            record = run_load(base_url, pairs, clients, per_round, time_cap_s / rounds)
+            total = pooled[clients]
+            total.latencies += record.latencies
+            total.failed += record.failed
+            total.seconds += record.seconds
+            rps[clients] = len(record.latencies) / record.seconds if record.seconds else 0.0
+        if rps.get(1):
+            ratios.append(rps[max(concurrency)] / rps[1])
+    levels = [pooled[clients].summary(clients) for clients in concurrency]
+    return levels, round(float(statistics.median(ratios)), 2) if ratios else None
 
 
 def post_encoded(http: httpx.Client, body: bytes, headers: dict[str, str]) -> tuple[bool, float]:
@@ -201,8 +245,9 @@ def measure_server(
     requests: int,
     time_cap_s: float,
     warmup: int,
+    rounds: int = 1,
 ) -> dict:
-    """Startup, warm-up, a load run per concurrency level, then the peak RSS.
+    """Startup, warm-up, interleaved load rounds over the concurrency levels, the peak RSS.
 
     The ONNX export (once per checkpoint, cached) happens before the clock starts: startup is
     what every later start costs; the export's own time is reported beside it.
@@ -216,17 +261,16 @@ def measure_server(
         with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as http:
             for pair in pairs[:warmup]:
                 post_verify(http, pair)
-        levels = [
-            load_test(server.base_url, pairs, clients, requests, time_cap_s)
-            for clients in concurrency
-        ]
+        levels, throughput_ratio = load_rounds(
+            server.base_url, pairs, concurrency, requests, time_cap_s, rounds
+        )
         rss = peak_rss_mb(server.pid)
-    single = next((level["rps"] for level in levels if level["clients"] == 1), None)
     return {
         "command": " ".join(server.command[1:]),
         "onnx_export_s": round(export_s, 2),
         "import_s": round(imports, 2),
-        "throughput_ratio": round(levels[-1]["rps"] / single, 2) if single else None,
+        "rounds": rounds,
+        "throughput_ratio": throughput_ratio,
         "startup_s": round(server.startup_s, 2),
         "peak_rss_mb": rss,
         "load": levels,

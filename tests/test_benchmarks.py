@@ -95,3 +95,7 @@ def test_server_answers_every_request(results):
         assert level["failed"] == 0
         assert level["requests"] > 0 and level["rps"] > 0 and level["seconds"] > 0
         assert_latency(level["latency"])
+    # One round in --quick: the ratio is that round's 8-client over 1-client throughput.
+    assert server["rounds"] == 1
+    one, eight = server["load"][0]["rps"], server["load"][-1]["rps"]
+    assert server["throughput_ratio"] == pytest.approx(eight / one, rel=0.02, abs=0.01)
