@@ -193,7 +193,7 @@ def load_rounds(
     requests: int,
     time_cap_s: float,
     rounds: int,
-) -> tuple[list[dict], float | None]:
+) -> tuple[list[dict], list[float]]:
     """Each concurrency level in turn, ``rounds`` times over, ``requests / rounds`` each time.
 
     This machine's speed drifts by tens of percent within a minute (other virtual machines on
@@ -216,7 +216,7 @@ def load_rounds(
         if rps.get(1):
             ratios.append(rps[max(concurrency)] / rps[1])
     levels = [pooled[clients].summary(clients) for clients in concurrency]
-    return levels, round(float(statistics.median(ratios)), 2) if ratios else None
+    return levels, [round(r, 3) for r in ratios]
 
 
 def post_encoded(http: httpx.Client, body: bytes, headers: dict[str, str]) -> tuple[bool, float]:
@@ -261,7 +261,7 @@ def measure_server(
         with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as http:
             for pair in pairs[:warmup]:
                 post_verify(http, pair)
-        levels, throughput_ratio = load_rounds(
+        levels, round_ratios = load_rounds(
             server.base_url, pairs, concurrency, requests, time_cap_s, rounds
         )
         rss = peak_rss_mb(server.pid)
@@ -270,7 +270,8 @@ def measure_server(
         "onnx_export_s": round(export_s, 2),
         "import_s": round(imports, 2),
         "rounds": rounds,
-        "throughput_ratio": throughput_ratio,
+        "throughput_ratio": round(statistics.median(round_ratios), 2) if round_ratios else None,
+        "round_ratios": round_ratios,
         "startup_s": round(server.startup_s, 2),
         "peak_rss_mb": rss,
         "load": levels,

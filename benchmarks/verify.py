@@ -288,7 +288,8 @@ def format_server(server: dict) -> list[str]:
     if ratio_8_1 is not None:
         lines.append(
             f"throughput {server['load'][-1]['clients']} clients / 1 client: {ratio_8_1:.2f}x "
-            f"(median of {server.get('rounds', 1)} interleaved rounds)"
+            f"(median of {server.get('rounds', 1)} interleaved rounds: "
+            f"{', '.join(f'{r:.2f}' for r in server.get('round_ratios', []))})"
         )
     lines.append(
         f"startup {server['startup_s']:.2f} s to the first /verify 200 "
