@@ -25,11 +25,13 @@ from service.observability import Metrics, RequestObserver
 from service.openapi import install_openapi
 from service.ops import router as ops_router
 from service.pages import install_pages
+from service.processes import WorkerProcesses
 from service.routes import REQUEST_MODELS
 from service.routes import router as api_router
 from service.settings import Settings
 from service.startup import FailureHandler, Loader, Readiness, load_verifier, start_loading
 from verification import Verifier
+from verification.runtime import ensure_onnx, resolve_runtime
 
 log = logging.getLogger("edgeface")
 
@@ -43,6 +45,16 @@ def body_limit(settings: Settings) -> int:
     return 2 * base64_length(settings.max_upload_bytes) + _BODY_OVERHEAD_BYTES
 
 
+def load_service(settings: Settings) -> Verifier | WorkerProcesses:
+    """The model in ``settings.workers`` worker processes, or loaded here for worker threads."""
+    if settings.worker_mode == "processes":
+        if resolve_runtime(settings.runtime) == "onnx":
+            # Export here once (in a child process) rather than in every worker at once.
+            ensure_onnx(settings.model, settings.checkpoint_dir, settings.onnx_dir)
+        return WorkerProcesses(settings, settings.workers).start()
+    return load_verifier(settings)
+
+
 def log_failure(reason: str) -> None:
     log.error("startup failed; /readyz answers 503: %s", reason)
 
@@ -50,7 +62,7 @@ def log_failure(reason: str) -> None:
 def create_app(
     settings: Settings | None = None,
     verifier: Verifier | None = None,
-    load: Loader = load_verifier,
+    load: Loader = load_service,
     on_load_failure: FailureHandler = log_failure,
 ) -> FastAPI:
     """The app. It loads the model (unless ``verifier`` is given) and self-tests it in the
@@ -75,6 +87,8 @@ def create_app(
         app.state.cpu_limiter = anyio.CapacityLimiter(settings.workers)
         start_loading(settings, verifier, load, ready, failed)
         yield
+        if isinstance(app.state.verifier, WorkerProcesses):
+            app.state.verifier.close()
 
     app = FastAPI(
         title="EdgeFace verification",

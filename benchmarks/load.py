@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.server import free_port, stop, tail
+from benchmarks.server import free_port, stop, tail, tree_memory_mb
 from benchmarks.sets import REPO, checkpoint_dir, photos_dir, portrait_paths, rotating_pairs
 from benchmarks.stats import summarize
 
@@ -275,11 +275,8 @@ def run_clients(
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
-    """A memory figure of process ``pid`` from /proc/PID/status, in MB (Linux only)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return round(int(line.split()[1]) / 1024.0, 1)
-    raise RuntimeError(f"no {key} in /proc/{pid}/status")
+    """A memory figure of the server ``pid`` and its worker processes, summed, in MB (Linux)."""
+    return tree_memory_mb(pid, key)
 
 
 class RSSSampler:

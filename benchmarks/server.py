@@ -110,13 +110,34 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the server's worker processes), from /proc (Linux)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split()
+            pending += [int(child) for child in children]
+    return found
+
+
+def tree_memory_mb(pid: int, key: str = "VmRSS") -> float:
+    """A /proc/PID/status memory figure summed over ``pid`` and its descendants, in MB.
+
+    For VmHWM (each process's own peak) the sum is an upper bound of the tree's peak.
+    """
+    total_kb = 0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                total_kb += int(line.split()[1])
+    return round(total_kb / 1024.0, 1)
+
+
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MB, from /proc (Linux only)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024.0, 1)
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+    """Peak resident set size (VmHWM) of the server and its worker processes, summed, in MB."""
+    return tree_memory_mb(pid, "VmHWM")
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""The API routes. Each reads the body, hands CPU work to the thread pool and returns the answer
-shaped by ``verification.answers`` (the command line prints the same dicts)."""
+"""The API routes. Each reads the body, hands the CPU work to ``service.jobs`` (a thread or a
+worker process) and returns the answer shaped by ``verification.answers`` (the command line
+prints the same dicts)."""
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
 
 from service.dependencies import LimiterDep, SettingsDep, VerifierDep
 from service.inputs import read_images
+from service.jobs import job_options, run_job
 from service.openapi import request_body
 from service.schemas import (
     EmbedForm,
@@ -16,8 +17,7 @@ from service.schemas import (
     VerifyJSON,
     VerifyResponse,
 )
-from verification import Verifier, embedding_answer, verification_answer
-from verification.answers import Answer, face_counts
+from verification.answers import face_counts
 
 router = APIRouter()
 
@@ -32,20 +32,6 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     422: {"model": ErrorResponse, "description": "No face found, or an invalid field"},
     503: {"model": ErrorResponse, "description": "The model is still loading"},
 }
-
-
-def verify_answer(
-    verifier: Verifier, images: dict[str, bytes], options: VerifyForm | VerifyJSON
-) -> Answer:
-    result = verifier.verify(images["image1"], images["image2"], options.metric, options.threshold)
-    return verification_answer(result, return_crops=options.return_crops)
-
-
-def embed_answer(
-    verifier: Verifier, images: dict[str, bytes], options: EmbedForm | EmbedJSON
-) -> Answer:
-    faces = verifier.embed_faces(images["image"], "image", options.max_faces)
-    return embedding_answer(faces, verifier.model_name, return_crops=options.return_crops)
 
 
 @router.post(
@@ -66,7 +52,7 @@ async def verify(
     options, images = await read_images(
         request, VerifyForm, VerifyJSON, ("image1", "image2"), settings.max_upload_bytes, limiter
     )
-    answer = await to_thread.run_sync(verify_answer, verifier, images, options, limiter=limiter)
+    answer = await run_job(verifier, "verify", images, job_options(options), limiter)
     request.state.face_counts = face_counts(answer)
     return VerifyResponse.model_validate(answer)
 
@@ -90,6 +76,6 @@ async def embed(
     options, images = await read_images(
         request, EmbedForm, EmbedJSON, ("image",), settings.max_upload_bytes, limiter
     )
-    answer = await to_thread.run_sync(embed_answer, verifier, images, options, limiter=limiter)
+    answer = await run_job(verifier, "embed", images, job_options(options), limiter)
     request.state.face_counts = face_counts(answer)
     return EmbedResponse.model_validate(answer)

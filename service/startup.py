@@ -24,6 +24,10 @@ Loader = Callable[[Settings], Verifier]
 FailureHandler = Callable[[str], None]
 
 
+class StartupError(RuntimeError):
+    """Loading failed for a reason that is already a sentence for the operator."""
+
+
 class SelfTestError(RuntimeError):
     """The loaded model does not produce a usable embedding."""
 
@@ -89,7 +93,8 @@ def prepare(
         start = perf_counter()
         verifier = load(settings)
         load_seconds = perf_counter() - start
-    self_test(verifier)
+    if not getattr(verifier, "self_tested", False):  # worker processes test themselves
+        self_test(verifier)
     return verifier, load_seconds
 
 
@@ -106,6 +111,8 @@ def start_loading(
         try:
             prepared, seconds = prepare(settings, verifier, load)
         except (CheckpointError, SelfTestError, ValueError) as exc:
+            on_failure(str(exc))
+        except StartupError as exc:
             on_failure(str(exc))
         except Exception as exc:  # a bug or a broken install: keep the reason, log the trace
             log.exception("startup failed")

@@ -9,6 +9,10 @@ class InputError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from (field, message), so the error crosses a process boundary intact.
+        return (type(self), (self.field, self.message))
+
 
 class InvalidImageError(InputError):
     """Not an image, empty or truncated."""

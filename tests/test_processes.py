@@ -1,0 +1,75 @@
+"""Worker processes (the default EDGEFACE_WORKER_MODE) and worker threads, on the real server."""
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import started_server
+
+SAME = ("002_3a2ef5df", "011_7b37bf1f")
+
+
+def workers_of(pid: int) -> list[int]:
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def verify(base: str, photos_dir: Path, pair=SAME) -> httpx.Response:
+    files = {
+        f"image{i}": (f"{stem}.jpg", (photos_dir / f"{stem}.jpg").read_bytes(), "image/jpeg")
+        for i, stem in enumerate(pair, start=1)
+    }
+    return httpx.post(base + "/verify", files=files, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint_dir):
+    with started_server(checkpoint_dir, env={"EDGEFACE_WORKERS": "2"}) as running:
+        yield running
+
+
+def test_each_worker_is_its_own_process(server, photos_dir):
+    assert len(workers_of(server.process.pid)) == 2
+    answer = verify(server.base, photos_dir)
+    assert answer.status_code == 200 and answer.json()["match"] is True
+
+
+def test_an_input_error_crosses_the_process_boundary_intact(server, photos_dir):
+    files = {
+        "image1": ("a.jpg", (photos_dir / "002_3a2ef5df.jpg").read_bytes(), "image/jpeg"),
+        "image2": ("b.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png"),
+    }
+    answer = httpx.post(server.base + "/verify", files=files, timeout=60)
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "image2" and answer.json()["code"] == "invalid_image"
+
+
+def test_a_dead_worker_is_replaced_and_no_request_fails(server, photos_dir):
+    victims = workers_of(server.process.pid)
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    # Four at a time, so that both workers' queues are exercised.
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: verify(server.base, photos_dir), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(a.json()["match"] for a in answers)
+    replacements = workers_of(server.process.pid)
+    assert len(replacements) == 2 and not set(replacements) & set(victims)
+    assert "worker process died" in server.log()
+
+
+def test_worker_threads_mode_still_serves(checkpoint_dir, photos_dir):
+    env = {"EDGEFACE_WORKER_MODE": "threads"}
+    with started_server(checkpoint_dir, env=env) as threads:
+        assert workers_of(threads.process.pid) == []
+        answer = verify(threads.base, photos_dir)
+        assert answer.status_code == 200 and answer.json()["match"] is True
