@@ -3,8 +3,8 @@
 Every image goes through ``Verifier.decode``, ``Verifier.crop_face`` (with the centre-template
 fallback, so that an image without a detected face still counts) and ``Verifier.embed``: the
 code /verify runs. Results are cached per image, keyed by model, face choice,
-``PIPELINE_VERSION`` and the file (path, size, mtime), so that evaluating again with another
-metric, or calibrating after an evaluation, detects nothing.
+``PIPELINE_VERSION``, the runtime (ONNX Runtime or PyTorch) and the file (path, size, mtime), so
+that evaluating again with another metric, or calibrating after an evaluation, detects nothing.
 """
 
 import hashlib
@@ -64,10 +64,10 @@ class EmbeddedImages:
 
 
 class EmbeddingCache:
-    """One ``.npz`` per image under ``root/model/face-pPIPELINE_VERSION/``."""
+    """One ``.npz`` per image under ``root/model/face-pPIPELINE_VERSION-runtime/``."""
 
-    def __init__(self, root: Path, model: str, face: str) -> None:
-        self.folder = Path(root) / model / f"{face}-p{PIPELINE_VERSION}"
+    def __init__(self, root: Path, model: str, face: str, runtime: str = "torch") -> None:
+        self.folder = Path(root) / model / f"{face}-p{PIPELINE_VERSION}-{runtime}"
 
     @staticmethod
     def key(path: Path) -> str:
@@ -135,7 +135,12 @@ def embed_images_multi(
     """
     paths = list(dict.fromkeys(Path(p) for p in paths))
     names = [v.model_name for v in verifiers]
-    caches = {name: EmbeddingCache(cache_dir, name, face) if cache_dir else None for name in names}
+    caches = {
+        v.model_name: (
+            EmbeddingCache(cache_dir, v.model_name, face, v.runtime) if cache_dir else None
+        )
+        for v in verifiers
+    }
     keys = {path: EmbeddingCache.key(path) for path in paths}
     found: dict[str, dict[Path, ImageEmbedding]] = {name: {} for name in names}
     for name, cache in caches.items():
