@@ -29,17 +29,12 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from backbones.catalog import MODEL_NAMES, file_sha256
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHA256SUMS_PATH = REPO_ROOT / "checkpoints" / "SHA256SUMS"
 
-KNOWN_MODELS: tuple[str, ...] = (
-    "edgeface_base",
-    "edgeface_s_gamma_05",
-    "edgeface_xs_gamma_06",
-    "edgeface_xxs",
-    "edgeface_xs_q",
-    "edgeface_xxs_q",
-)
+KNOWN_MODELS: tuple[str, ...] = MODEL_NAMES
 
 # Idiap's GitLab first: the upstream hubconf.py loads from there.
 DEFAULT_BASE_URLS: tuple[str, ...] = (
@@ -98,14 +93,6 @@ def known_sha256(path: Path = SHA256SUMS_PATH) -> dict[str, str]:
 
 def checkpoint_url(base_url: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/{name}.pt"
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _describe(exc: BaseException) -> str:
@@ -208,7 +195,7 @@ def download_checkpoint(
     target = directory / f"{name}.pt"
 
     if target.is_file() and not force:
-        existing = _sha256_of(target)
+        existing = file_sha256(target, CHUNK_SIZE)
         if expected is None:
             print(
                 f"warning: {target} already exists and {name}.pt has no known SHA-256; "
