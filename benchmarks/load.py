@@ -274,14 +274,10 @@ def run_clients(
     return RunResult(tallies, time.perf_counter() - start, clients * requests, capped.is_set())
 
 
-def rss_mb(pid: int, key: str = "VmRSS") -> float:
-    """A memory figure of the server ``pid`` and its worker processes, summed, in MB (Linux)."""
-    return tree_memory_mb(pid, key)
-
-
 class RSSSampler:
-    """Samples a process's VmRSS every ``interval_s`` with the requests answered so far, to
-    tell a leak (RSS rising with requests) from a one-off high-water mark."""
+    """Samples the server's VmRSS (its worker processes included) every ``interval_s`` with the
+    requests answered so far, to tell a leak (RSS rising with requests) from a one-off
+    high-water mark."""
 
     def __init__(self, pid: int, tallies: dict[str, Tally], interval_s: float = 1.0) -> None:
         self.pid, self.tallies, self.interval_s = pid, tallies, interval_s
@@ -293,7 +289,7 @@ class RSSSampler:
     def _sample(self) -> None:
         done = sum(t.sent for t in self.tallies.values())
         elapsed = round(time.perf_counter() - self._start, 1)
-        self.samples.append((elapsed, done, rss_mb(self.pid)))
+        self.samples.append((elapsed, done, tree_memory_mb(self.pid)))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -509,11 +505,11 @@ def measure(
     if target.pid is None:
         run = run_clients(target.base_url, inputs, clients, requests, time_cap_s, tallies)
     else:
-        rss["after_warmup_mb"] = rss_mb(target.pid)
+        rss["after_warmup_mb"] = tree_memory_mb(target.pid)
         with RSSSampler(target.pid, tallies) as sampler:
             run = run_clients(target.base_url, inputs, clients, requests, time_cap_s, tallies)
-        rss["after_run_mb"] = rss_mb(target.pid)
-        rss["peak_mb"] = rss_mb(target.pid, "VmHWM")
+        rss["after_run_mb"] = tree_memory_mb(target.pid)
+        rss["peak_mb"] = tree_memory_mb(target.pid, "VmHWM")
         rss["at_share_of_requests_mb"] = sampler.at_fractions(
             clients * requests, (0.1, 0.25, 0.5, 0.75, 1.0)
         )

@@ -135,9 +135,8 @@ def tree_memory_mb(pid: int, key: str = "VmRSS") -> float:
     return round(total_kb / 1024.0, 1)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident set size (VmHWM) of the server and its worker processes, summed, in MB."""
-    return tree_memory_mb(pid, "VmHWM")
+# A /verify body encoded once, and its headers.
+Body = tuple[bytes, dict[str, str]]
 
 
 @dataclass
@@ -157,7 +156,7 @@ class LoadRecord:
         }
 
 
-def encoded_verify(pair: Pair) -> tuple[bytes, dict[str, str]]:
+def encoded_verify(pair: Pair) -> Body:
     """The multipart body of a /verify and its headers, encoded once.
 
     The load clients share the server's two cores; encoding each body anew cost them 13% of the
@@ -169,19 +168,12 @@ def encoded_verify(pair: Pair) -> tuple[bytes, dict[str, str]]:
     return body, {"content-type": request.headers["content-type"]}
 
 
-def load_test(
-    base_url: str, pairs: Sequence[Pair], clients: int, requests: int, time_cap_s: float
-) -> dict:
-    """``clients`` threads post ``pairs`` in turn to /verify until ``requests`` have been sent
-    or ``time_cap_s`` has passed (requests in flight then finish). Failures are connection
-    errors and answers other than 200."""
-    return run_load(base_url, pairs, clients, requests, time_cap_s).summary(clients)
-
-
 def run_load(
-    base_url: str, pairs: Sequence[Pair], clients: int, requests: int, time_cap_s: float
+    base_url: str, bodies: Sequence[Body], clients: int, requests: int, time_cap_s: float
 ) -> LoadRecord:
-    bodies = [encoded_verify(pair) for pair in pairs]
+    """``clients`` threads post ``bodies`` (from ``encoded_verify``) in turn to /verify until
+    ``requests`` have been sent or ``time_cap_s`` has passed (requests in flight then finish).
+    Failures are connection errors and answers other than 200."""
     tickets = itertools.count()
     record = LoadRecord(latencies=[])
     lock = threading.Lock()
@@ -222,13 +214,14 @@ def load_rounds(
     rounds pool each level over the same stretch of time, and the throughput ratio of the
     highest level to one client is the median of the rounds' own ratios.
     """
+    bodies = [encoded_verify(pair) for pair in pairs]
     per_round = max(1, requests // rounds)
     pooled = {clients: LoadRecord(latencies=[]) for clients in concurrency}
     ratios = []
     for _ in range(rounds):
         rps = {}
         for clients in concurrency:
-            record = run_load(base_url, pairs, clients, per_round, time_cap_s / rounds)
+            record = run_load(base_url, bodies, clients, per_round, time_cap_s / rounds)
             total = pooled[clients]
             total.latencies += record.latencies
             total.failed += record.failed
@@ -285,7 +278,7 @@ def measure_server(
         levels, round_ratios = load_rounds(
             server.base_url, pairs, concurrency, requests, time_cap_s, rounds
         )
-        rss = peak_rss_mb(server.pid)
+        rss = tree_memory_mb(server.pid, "VmHWM")
     return {
         "command": " ".join(server.command[1:]),
         "onnx_export_s": round(export_s, 2),

@@ -87,7 +87,6 @@ class WorkerProcesses:
 
     def __init__(self, settings: Settings, count: int) -> None:
         self.count = count
-        self.model_name = settings.model
         self._values = settings.model_dump(exclude={"api_key"})
         self._jobs: queue.Queue = queue.Queue()
         self._workers: list[Worker] = []
