@@ -1,7 +1,6 @@
 """Start the real service (python api.py) on a free loopback port for integration tests."""
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,13 +13,9 @@ from typing import IO
 
 import httpx
 
+from benchmarks.server import free_port, stop
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -77,12 +72,7 @@ def started_server(
             wait_until_ready(server, time.monotonic() + startup_timeout)
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.server import process_tree
 from tests.server import started_server
 
 SAME = ("002_3a2ef5df", "011_7b37bf1f")
@@ -16,10 +17,8 @@ SAME = ("002_3a2ef5df", "011_7b37bf1f")
 
 def workers_of(pid: int) -> list[int]:
     """The server's worker processes (not multiprocessing's resource tracker)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    descendants = process_tree(pid)[1:]
+    return [c for c in descendants if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def verify(base: str, photos_dir: Path, pair=SAME) -> httpx.Response:
