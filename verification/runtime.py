@@ -81,8 +81,17 @@ class OnnxFiles:
         return all(path.is_file() for path in paths)
 
 
-def onnx_files(checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike) -> OnnxFiles:
-    """Where the exports of this checkpoint (and of the installed MTCNN weights) belong."""
+def onnx_files(
+    checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike | None = None
+) -> OnnxFiles:
+    """Where the exports of this checkpoint (and of the installed MTCNN weights) belong.
+
+    Raises ``CheckpointError`` (or ``ValueError`` for an unknown model) before hashing a file
+    that is missing or not a checkpoint.
+    """
+    check_model_name(model_name)
+    check_checkpoint_file(checkpoint, model_name)
+    onnx_dir = onnx_dir or default_onnx_dir()
     digest = file_sha256(checkpoint)[:16]
     facenet = importlib.metadata.version("facenet-pytorch")
     return OnnxFiles(
@@ -101,10 +110,8 @@ def ensure_onnx(
     Raises ``CheckpointError`` saying what to do when the checkpoint is missing or unreadable,
     or when the export cannot be written.
     """
-    check_model_name(model_name)
     checkpoint = checkpoint_path(model_name, checkpoint_dir)
-    check_checkpoint_file(checkpoint, model_name)
-    files = onnx_files(checkpoint, model_name, onnx_dir or default_onnx_dir())
+    files = onnx_files(checkpoint, model_name, onnx_dir)
     if files.exist():
         return files
     command = [
@@ -201,10 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--mtcnn-dir", type=Path, help="folder for MTCNN's three .onnx files")
     args = parser.parse_args(argv)
     try:
-        check_model_name(args.model)
         checkpoint = args.checkpoint or checkpoint_path(args.model, args.checkpoint_dir)
-        check_checkpoint_file(checkpoint, args.model)
-        files = onnx_files(checkpoint, args.model, args.onnx_dir or default_onnx_dir())
+        files = onnx_files(checkpoint, args.model, args.onnx_dir)
         out, mtcnn_dir = args.out or files.embedding, args.mtcnn_dir or files.mtcnn_dir
         export(args.model, checkpoint, out, mtcnn_dir)
     except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
