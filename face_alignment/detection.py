@@ -49,12 +49,6 @@ class DetectedFace:
     def center(self) -> tuple[float, float]:
         return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
 
-    def shifted(self, dx: float, dy: float) -> DetectedFace:
-        x1, y1, x2, y2 = self.box
-        offset = np.array([dx, dy], dtype=np.float32)
-        box = (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
-        return DetectedFace(box, self.score, self.landmarks + offset)
-
     def scaled(self, factor: float) -> DetectedFace:
         return DetectedFace(
             tuple(v * factor for v in self.box), self.score, self.landmarks * factor
