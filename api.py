@@ -16,22 +16,21 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 
-from backbones import CheckpointError, check_checkpoint_file, check_model_name, checkpoint_path
+from backbones.catalog import CheckpointError, check_checkpoint_file, checkpoint_path, model_info
 from service.auth import APIKeyAuth
+from service.compute import load_compute
 from service.errors import install_error_handlers
 from service.inputs import base64_length
+from service.jobs import Compute
 from service.limits import BodySizeLimit
 from service.observability import Metrics, RequestObserver
 from service.openapi import install_openapi
 from service.ops import router as ops_router
 from service.pages import install_pages
-from service.processes import WorkerProcesses
 from service.routes import REQUEST_MODELS
 from service.routes import router as api_router
 from service.settings import Settings
-from service.startup import FailureHandler, Loader, Readiness, load_verifier, start_loading
-from verification import Verifier
-from verification.runtime import ensure_onnx, resolve_runtime
+from service.startup import FailureHandler, Loader, Readiness, start_loading
 
 log = logging.getLogger("edgeface")
 
@@ -45,33 +44,23 @@ def body_limit(settings: Settings) -> int:
     return 2 * base64_length(settings.max_upload_bytes) + _BODY_OVERHEAD_BYTES
 
 
-def load_service(settings: Settings) -> Verifier | WorkerProcesses:
-    """The model in ``settings.workers`` worker processes, or loaded here for worker threads."""
-    if settings.worker_mode == "processes":
-        if resolve_runtime(settings.runtime) == "onnx":
-            # Export here once (in a child process) rather than in every worker at once.
-            ensure_onnx(settings.model, settings.checkpoint_dir, settings.onnx_dir)
-        return WorkerProcesses(settings, settings.workers).start()
-    return load_verifier(settings)
-
-
 def log_failure(reason: str) -> None:
     log.error("startup failed; /readyz answers 503: %s", reason)
 
 
 def create_app(
     settings: Settings | None = None,
-    verifier: Verifier | None = None,
-    load: Loader = load_service,
+    compute: Compute | None = None,
+    load: Loader = load_compute,
     on_load_failure: FailureHandler = log_failure,
 ) -> FastAPI:
-    """The app. It loads the model (unless ``verifier`` is given) and self-tests it in the
+    """The app. It loads the model (unless ``compute`` is given) and self-tests it in the
     background after startup; ``on_load_failure(reason)`` is called if either fails."""
     settings = settings or Settings()
     metrics = Metrics.create()
 
-    def ready(prepared: Verifier, load_seconds: float | None) -> None:
-        app.state.verifier = prepared
+    def ready(prepared: Compute, load_seconds: float | None) -> None:
+        app.state.compute = prepared
         if load_seconds is not None:
             metrics.model_load_seconds.set(load_seconds)
             log.info("loaded %s in %.1f s", settings.model, load_seconds)
@@ -85,10 +74,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.cpu_limiter = anyio.CapacityLimiter(settings.workers)
-        start_loading(settings, verifier, load, ready, failed)
+        start_loading(settings, compute, load, ready, failed)
         yield
-        if isinstance(app.state.verifier, WorkerProcesses):
-            app.state.verifier.close()
+        if app.state.compute is not None:
+            app.state.compute.close()
 
     app = FastAPI(
         title="EdgeFace verification",
@@ -99,7 +88,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.verifier = None
+    app.state.compute = None
     app.state.readiness = Readiness()
     app.state.metrics = metrics
     # Added innermost first: observe everything, refuse a missing key before the size check.
@@ -133,7 +122,7 @@ def preflight(settings: Settings) -> None:
     Loading the weights takes seconds and happens in the background; the rarer failures found
     there (tensors that do not fit the model, a failed self-test) stop the server from there.
     """
-    check_model_name(settings.model)
+    model_info(settings.model)
     path = checkpoint_path(settings.model, settings.checkpoint_dir)
     check_checkpoint_file(path, settings.model)  # raises the CheckpointError saying what to do
 

@@ -1,4 +1,4 @@
-"""EdgeFace backbones: model registry, LoRALin layers, checkpoint loading and ONNX export.
+"""EdgeFace backbones: the model table, LoRALin layers and checkpoint loading.
 
 Names that need torch are imported on first use, so the ONNX Runtime serving path (which only
 needs ``backbones.catalog``) never loads torch.
@@ -7,30 +7,26 @@ needs ``backbones.catalog``) never loads torch.
 import importlib
 
 from backbones.catalog import (
-    CHECKPOINT_DIR_ENV,
+    DEFAULT_MODEL,
     EMBEDDING_SIZE,
-    MODEL_NAMES,
+    MODELS,
     CheckpointError,
+    UnknownModelError,
     check_checkpoint_file,
-    check_model_name,
-    checkpoint_dir,
     checkpoint_path,
+    model_info,
 )
 
 _NEEDS_TORCH = {
-    "MODELS": "backbones.edgeface",
     "EdgeFace": "backbones.edgeface",
-    "ModelSpec": "backbones.edgeface",
+    "build_model": "backbones.edgeface",
     "count_parameters": "backbones.edgeface",
     "get_model": "backbones.edgeface",
-    "get_spec": "backbones.edgeface",
-    "list_models": "backbones.edgeface",
     "LoRALin": "backbones.lora",
     "low_rank": "backbones.lora",
     "replace_linear_with_lowrank": "backbones.lora",
     "load_model": "backbones.checkpoints",
     "read_state_dict": "backbones.checkpoints",
-    "export_onnx": "backbones.export",
 }
 
 
@@ -41,13 +37,13 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "CHECKPOINT_DIR_ENV",
+    "DEFAULT_MODEL",
     "EMBEDDING_SIZE",
-    "MODEL_NAMES",
+    "MODELS",
     "CheckpointError",
+    "UnknownModelError",
     "check_checkpoint_file",
-    "check_model_name",
-    "checkpoint_dir",
     "checkpoint_path",
+    "model_info",
     *_NEEDS_TORCH,
 ]

@@ -12,25 +12,13 @@ import torch
 from torch import Tensor
 
 from backbones.catalog import (
-    CHECKPOINT_DIR_ENV,
-    DEFAULT_CHECKPOINT_DIR,
     CheckpointError,
-    checkpoint_dir,
     checkpoint_path,
     corrupt_checkpoint_error,
     missing_checkpoint_error,
+    model_info,
 )
-from backbones.edgeface import EdgeFace, get_model, get_spec
-
-__all__ = [
-    "CHECKPOINT_DIR_ENV",
-    "DEFAULT_CHECKPOINT_DIR",
-    "CheckpointError",
-    "checkpoint_dir",
-    "checkpoint_path",
-    "load_model",
-    "read_state_dict",
-]
+from backbones.edgeface import EdgeFace, get_model
 
 _PACKED = "._packed_params._packed_params"
 
@@ -113,8 +101,11 @@ def load_model(
     directory: str | os.PathLike | None = None,
     path: str | os.PathLike | None = None,
 ) -> EdgeFace:
-    """Build model ``name`` and load its weights strictly; returns it in eval mode on the CPU."""
-    get_spec(name)  # unknown names fail before touching the disk
+    """Build model ``name`` and load its weights strictly from ``path``, else from
+    ``<directory>/<name>.pt``; returns it in eval mode on the CPU."""
+    model_info(name)  # unknown names fail before touching the disk
+    if path is None and directory is None:
+        raise ValueError("load_model needs the checkpoint's directory or path")
     file = Path(path) if path is not None else checkpoint_path(name, directory)
     state = read_state_dict(file, name)
     model = get_model(name)

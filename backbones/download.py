@@ -4,12 +4,13 @@ This is an explicit, manual step for setting up a machine:
 
     python -m backbones.download edgeface_xs_q edgeface_xxs_q [--dir DIR] [--base-url URL] [--force]
 
-Each file is fetched from the official sources (GitHub otroshi/edgeface, then Idiap's GitLab),
-or from the base URLs given with ``--base-url`` / ``EDGEFACE_DOWNLOAD_URL`` (e.g. a local mirror),
-streamed to a temporary file in the target directory, hashed while it is written and only then
-renamed to ``<dir>/<name>.pt``. A file whose hash disagrees with ``checkpoints/SHA256SUMS`` is
-deleted, never kept. The target directory defaults to ``EDGEFACE_CHECKPOINT_DIR``, else the repo's
-``checkpoints/`` folder.
+Each file is fetched from the official sources of the model table (``backbones.catalog``: Idiap's
+GitLab, then GitHub otroshi/edgeface), or from the base URLs given with ``--base-url`` /
+``EDGEFACE_DOWNLOAD_URL`` (e.g. a local mirror), streamed to a temporary file in the target
+directory, hashed while it is written and only then renamed to ``<dir>/<name>.pt``. A file whose
+hash disagrees with the table's is deleted, never kept. The target directory defaults to
+``EDGEFACE_CHECKPOINT_DIR``, else the repo's ``checkpoints/`` folder.
+``--sha256sums`` prints the known hashes for ``sha256sum -c``.
 
 The running service never downloads anything by itself: it only loads checkpoints that are
 already on disk; fetching weights happens only when someone runs this module (or calls
@@ -29,21 +30,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from backbones.catalog import MODEL_NAMES, file_sha256
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHA256SUMS_PATH = REPO_ROOT / "checkpoints" / "SHA256SUMS"
-
-KNOWN_MODELS: tuple[str, ...] = MODEL_NAMES
-
-# Idiap's GitLab first: the upstream hubconf.py loads from there.
-DEFAULT_BASE_URLS: tuple[str, ...] = (
-    "https://gitlab.idiap.ch/bob/bob.paper.tbiom2023_edgeface/-/raw/master/checkpoints",
-    "https://github.com/otroshi/edgeface/raw/main/checkpoints",
-)
-
-CHECKPOINT_DIR_ENV = "EDGEFACE_CHECKPOINT_DIR"
-DOWNLOAD_URL_ENV = "EDGEFACE_DOWNLOAD_URL"
+import environment
+from backbones.catalog import MODELS, file_sha256, model_info
 
 # Applies per socket operation (connect, each read), so a slow but progressing download is fine.
 TIMEOUT_SECONDS = 30.0
@@ -62,37 +50,15 @@ class _SourceFailed(Exception):
     """One source failed for a network reason; the next source may still work."""
 
 
-def default_checkpoint_dir() -> Path:
-    """``EDGEFACE_CHECKPOINT_DIR`` if set, else ``<repo>/checkpoints``."""
-    env = os.environ.get(CHECKPOINT_DIR_ENV)
-    return Path(env) if env else REPO_ROOT / "checkpoints"
-
-
-def default_base_urls() -> list[str]:
-    """Base URLs from ``EDGEFACE_DOWNLOAD_URL`` (whitespace-separated), else the official ones."""
-    env = os.environ.get(DOWNLOAD_URL_ENV, "").split()
-    return env or list(DEFAULT_BASE_URLS)
-
-
-def known_sha256(path: Path = SHA256SUMS_PATH) -> dict[str, str]:
-    """Parse a sha256sum-format file into ``{model name without .pt: lowercase hex digest}``."""
-    sums: dict[str, str] = {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        digest, _, filename = line.partition(" ")
-        # sha256sum writes "HASH  NAME" in text mode and "HASH *NAME" in binary mode.
-        filename = filename.strip().removeprefix("*")
-        digest = digest.lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not filename:
-            raise ValueError(f"{path}:{lineno}: not a 'SHA256  FILENAME' line: {raw!r}")
-        sums[filename.removesuffix(".pt")] = digest
-    return sums
-
-
 def checkpoint_url(base_url: str, name: str) -> str:
-    return f"{base_url.rstrip('/')}/{name}.pt"
+    return f"{base_url.rstrip('/')}/{model_info(name).checkpoint_file}"
+
+
+def sha256sums() -> str:
+    """The known hashes in ``sha256sum`` format, for ``sha256sum -c`` in a checkpoint folder."""
+    return "".join(
+        f"{info.sha256}  {info.checkpoint_file}\n" for info in MODELS.values() if info.sha256
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -168,31 +134,34 @@ def _fetch(url: str, directory: Path, name: str) -> tuple[Path, str]:
 
 def download_checkpoint(
     name: str,
-    directory: Path | None = None,
+    directory: Path,
     base_urls: Sequence[str] | None = None,
     force: bool = False,
 ) -> Path:
     """Download ``<name>.pt`` into ``directory`` and return its path.
 
-    Sources are tried in order until one delivers the file. If SHA256SUMS knows the file's hash,
+    Sources are ``base_urls`` (``<base>/<name>.pt``), else the model's official URLs, tried in
+    order until one delivers the file. If the model table knows the file's hash,
     a mismatch raises ``ChecksumMismatchError`` and leaves nothing behind; otherwise the file is
     kept and its hash is printed with a warning. An existing file with the known hash is reused
     unless ``force``.
 
     Raises ``ValueError`` for an unknown name and ``DownloadError`` when every source fails.
     """
-    if name not in KNOWN_MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(KNOWN_MODELS)}")
-    directory = Path(directory) if directory is not None else default_checkpoint_dir()
-    if base_urls is None:
-        base_urls = default_base_urls()
-    elif isinstance(base_urls, str):
+    info = model_info(name)
+    directory = Path(directory)
+    if isinstance(base_urls, str):
         base_urls = [base_urls]
-    if not base_urls:
+    if base_urls is not None and not base_urls:
         raise ValueError("base_urls is empty: give at least one source")
-    urls = [checkpoint_url(base, name) for base in base_urls]
-    expected = known_sha256().get(name)
-    target = directory / f"{name}.pt"
+    urls = [checkpoint_url(b, name) for b in base_urls] if base_urls else list(info.urls)
+    if not urls:
+        raise DownloadError(
+            f"{name} has no published checkpoint; give a source with --base-url or "
+            f"${environment.DOWNLOAD_URL}"
+        )
+    expected = info.sha256
+    target = directory / info.checkpoint_file
 
     if target.is_file() and not force:
         existing = file_sha256(target, CHUNK_SIZE)
@@ -233,7 +202,7 @@ def download_checkpoint(
             raise
         if expected is None:
             print(
-                f"warning: {name}.pt has no known SHA-256 in {SHA256SUMS_PATH}; "
+                f"warning: {name}.pt has no known SHA-256 in the model table; "
                 f"check this hash against a trusted source: {actual}",
                 file=sys.stderr,
             )
@@ -250,12 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m backbones.download",
         description="Download pretrained EdgeFace checkpoints and verify their SHA-256.",
     )
-    parser.add_argument("names", nargs="+", metavar="NAME", help=", ".join(KNOWN_MODELS))
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(MODELS))
     parser.add_argument(
         "--dir",
         type=Path,
         default=None,
-        help=f"target directory (default: ${CHECKPOINT_DIR_ENV}, else <repo>/checkpoints)",
+        help=f"target directory (default: ${environment.CHECKPOINT_DIR}, else <repo>/checkpoints)",
     )
     parser.add_argument(
         "--base-url",
@@ -263,19 +232,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         metavar="URL",
         help=f"source to fetch <URL>/<NAME>.pt from; repeat to add fallbacks "
-        f"(default: ${DOWNLOAD_URL_ENV}, else the official GitHub and Idiap GitLab URLs)",
+        f"(default: ${environment.DOWNLOAD_URL}, else the official GitHub and Idiap GitLab URLs)",
     )
     parser.add_argument("--force", action="store_true", help="download even if a good file exists")
+    parser.add_argument(
+        "--sha256sums", action="store_true", help="print the known hashes in sha256sum format"
+    )
     args = parser.parse_args(argv)
-
-    unknown = [n for n in args.names if n not in KNOWN_MODELS]
+    if args.sha256sums:
+        print(sha256sums(), end="")
+        return 0
+    if not args.names:
+        parser.error("give at least one model name")
+    unknown = [n for n in args.names if n not in MODELS]
     if unknown:
-        parser.error(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(KNOWN_MODELS)}")
+        parser.error(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(MODELS)}")
 
+    directory = environment.checkpoint_dir(args.dir)
+    base_urls = args.base_url or environment.download_urls() or None
     status = 0
     for name in args.names:
         try:
-            download_checkpoint(name, args.dir, args.base_url, force=args.force)
+            download_checkpoint(name, directory, base_urls, force=args.force)
         except (DownloadError, OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 1

@@ -1,7 +1,6 @@
 """The real service as a subprocess on a loopback port: startup time, load, peak memory."""
 
 import itertools
-import os
 import socket
 import statistics
 import subprocess
@@ -17,8 +16,10 @@ from typing import IO
 
 import httpx
 
-from benchmarks.sets import REPO, Pair
+import environment
+from benchmarks.sets import Pair
 from benchmarks.stats import summarize
+from environment import REPO
 from verification.runtime import ensure_onnx, resolve_runtime
 
 REQUEST_TIMEOUT_S = 120.0
@@ -267,8 +268,8 @@ def measure_server(
     what every later start costs; the export's own time is reported beside it.
     """
     start = time.perf_counter()
-    if resolve_runtime(os.environ.get("EDGEFACE_RUNTIME", "auto")) == "onnx":
-        ensure_onnx(model, checkpoint_dir)
+    if resolve_runtime(environment.runtime()) == "onnx":
+        ensure_onnx(model, checkpoint_dir, environment.onnx_dir())
     export_s = time.perf_counter() - start
     imports = import_seconds()
     with running_server(checkpoint_dir, model, pairs[0]) as server:

@@ -5,16 +5,14 @@ no file.
 """
 
 import io
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTOS_ENV = "EDGEFACE_PHOTOS_DIR"
-CHECKPOINT_ENV = "EDGEFACE_CHECKPOINT_DIR"
+import environment
+
 UPSCALED_LONG_SIDE = 2048
 UPSCALED_JPEG_QUALITY = 95
 
@@ -29,11 +27,12 @@ class ImageSet:
 
 
 def photos_dir() -> Path:
-    return Path(os.environ.get(PHOTOS_ENV) or REPO.parent / "shared" / "photos")
+    return environment.photos_dir()
 
 
 def checkpoint_dir() -> Path:
-    return Path(os.environ.get(CHECKPOINT_ENV) or REPO.parent / "shared" / "checkpoints")
+    """$EDGEFACE_CHECKPOINT_DIR, else the real weights in ``../shared/checkpoints``."""
+    return Path(environment.value(environment.CHECKPOINT_DIR) or environment.SHARED / "checkpoints")
 
 
 def portrait_paths(folder: Path) -> list[Path]:

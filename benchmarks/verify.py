@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import environment
+from backbones.catalog import DEFAULT_MODEL
 from benchmarks.baseline import BASELINE_METRIC, BaselinePipeline, BaselineResult
 from benchmarks.recall import face_recall
 from benchmarks.server import measure_server
 from benchmarks.sets import (
-    REPO,
     ImageSet,
     Pair,
     build_sets,
@@ -37,7 +38,8 @@ from benchmarks.sets import (
     photos_dir,
 )
 from benchmarks.stats import ratio, summarize
-from verification import DEFAULT_MODEL, Verification, Verifier, default_threshold
+from environment import REPO
+from verification import Verification, Verifier, default_threshold
 from verification.runtime import RUNTIMES
 
 STAGES = ("decode", "detect", "align", "embed")
@@ -172,7 +174,9 @@ def measure_library(
     # and on a shared two-core machine two-thread torch timings are mostly scheduler noise: under
     # a load of 8 a 1 ms convolution took 20 ms (median) with two threads, 0.8 ms with one.
     torch.set_num_threads(threads)
-    verifier = Verifier.load(model, checkpoints, runtime=runtime, threads=threads)
+    verifier = Verifier.load(
+        model, checkpoints, runtime=runtime, onnx_dir=environment.onnx_dir(), threads=threads
+    )
     threshold = default_threshold(model, BASELINE_METRIC)
     if threshold is None:
         raise SystemExit(f"model {model} has no calibrated {BASELINE_METRIC} threshold")
@@ -202,7 +206,7 @@ def modified_files() -> list[str] | None:
     return None if status is None else [line[3:] for line in status.splitlines()]
 
 
-def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
+def run_facts(argv: Sequence[str], model: str, quick: bool) -> dict:
     return {
         "command": shlex.join(["python", "-m", "benchmarks.verify", *argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -213,7 +217,7 @@ def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
         "cpu_count": os.cpu_count(),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_modified": modified_files(),
-        "edgeface_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("EDGEFACE_")},
+        "edgeface_env": environment.edgeface_variables(),
         "loadavg_start": list(os.getloadavg()),
     }
 
@@ -221,8 +225,8 @@ def environment(argv: Sequence[str], model: str, quick: bool) -> dict:
 def run(argv: Sequence[str], model: str, quick: bool, threads: int, runtime: str) -> dict:
     plan = QUICK if quick else FULL
     # The server reads its runtime from the environment it inherits, like any other setting.
-    os.environ["EDGEFACE_RUNTIME"] = runtime
-    meta = environment(argv, model, quick)
+    os.environ[environment.RUNTIME] = runtime
+    meta = run_facts(argv, model, quick)
     start = time.perf_counter()
     checkpoints, photos = checkpoint_dir(), photos_dir()
     sets = build_sets(photos, plan.portrait_pairs, plan.upscaled_pairs, plan.office_pairs)
@@ -357,7 +361,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default=os.environ.get("EDGEFACE_RUNTIME", "auto"),
+        default=environment.runtime(),
         help="what runs our networks, in the library and the server (default auto: ONNX "
         "Runtime when installed); the baseline always uses PyTorch",
     )

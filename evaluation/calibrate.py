@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backbones import CheckpointError, checkpoint_path, list_models
+import environment
+from backbones.catalog import MODELS, CheckpointError, checkpoint_path
 from evaluation.embeddings import embed_images_multi
 from evaluation.pairs import Pair, read_pairs, unique_images
 from verification import (
@@ -48,7 +49,8 @@ def calibrate(
     test = read_pairs(lfw / "pairsDevTest.txt", images)
     paths = unique_images(train + test)
     # One detector for every model: each image is detected once.
-    first, *others = [Verifier.load(name, checkpoint_dir) for name in models]
+    options = environment.verifier_options(checkpoint_dir)
+    first, *others = [Verifier.load(name, **options) for name in models]
     verifiers = [first] + [
         Verifier(other.model_name, other.embedder, first.detector, runtime=other.runtime)
         for other in others
@@ -86,7 +88,8 @@ def calibrate(
 
 
 def available_models(checkpoint_dir: str | None) -> list[str]:
-    return [name for name in list_models() if checkpoint_path(name, checkpoint_dir).is_file()]
+    folder = environment.checkpoint_dir(checkpoint_dir)
+    return [name for name in MODELS if checkpoint_path(name, folder).is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:

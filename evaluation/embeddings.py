@@ -1,8 +1,8 @@
 """Embedding a set of image files through the service pipeline, with an on-disk cache.
 
-Every image goes through ``Verifier.decode``, ``Verifier.crop_face`` (with the centre-template
-fallback, so that an image without a detected face still counts) and ``Verifier.embed``: the
-code /verify runs. Results are cached per image, keyed by model, face choice,
+Every image goes through ``Verifier.faces_in`` (with the centre-template fallback, so that an
+image without a detected face still counts) and ``Verifier.embed``: the code /verify runs.
+Results are cached per image, keyed by model, face choice,
 ``PIPELINE_VERSION``, the runtime (ONNX Runtime or PyTorch) and the file (path, size, mtime), so
 that evaluating again with another metric, or calibrating after an evaluation, detects nothing.
 """
@@ -177,11 +177,9 @@ def _crops(
     for path in paths:
         timings: Timings = {}
         field = str(path)
-        crop, found, _ = verifier.crop_face(
-            verifier.decode(path, field, timings), field, face, fallback=True, timings=timings
-        )
-        crops.append(crop)
-        no_face.append(found is None)
+        faces = verifier.faces_in(path, field, face, fallback=True, timings=timings)
+        crops.append(faces.crops[0])
+        no_face.append(faces.chosen[0] is None)
         seconds.append(sum(timings.values()))
         bar.update()
     return crops, no_face, seconds

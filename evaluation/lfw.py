@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from backbones import CheckpointError, list_models
+import environment
+from backbones.catalog import DEFAULT_MODEL, MODELS, CheckpointError
 from evaluation.embeddings import DEFAULT_CACHE_DIR, FALLBACK, EmbeddedImages, embed_images
 from evaluation.metrics import kfold_accuracy, rates_at, roc_points, tar_at_far
 from evaluation.pairs import Pair, PairsFormatError, read_pairs, unique_images
 from verification import (
-    DEFAULT_MODEL,
     METRICS,
     PIPELINE_VERSION,
     InputError,
@@ -227,7 +227,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, required=True, help="folder with NAME/NAME_i.jpg")
     parser.add_argument("--pairs", type=Path, required=True, help="View 1 or View 2 pairs file")
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list_models())
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS))
     parser.add_argument("--metric", default="cosine", choices=METRICS)
     parser.add_argument("--face", default="center", choices=("center", "largest"))
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         pairs = read_pairs(args.pairs, args.images)
-        verifier = Verifier.load(args.model, args.checkpoint_dir)
+        verifier = Verifier.load(args.model, **environment.verifier_options(args.checkpoint_dir))
         evaluation = evaluate(
             verifier, pairs, args.metric, args.face, None if args.no_cache else args.cache
         )

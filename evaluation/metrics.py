@@ -26,10 +26,6 @@ class TarAtFar:
     false_accepts: int
     different_pairs: int
 
-    @property
-    def achieved_far(self) -> float:
-        return self.false_accepts / self.different_pairs
-
 
 def _labelled(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distances = np.asarray(distances, dtype=np.float64)

@@ -7,23 +7,18 @@ from .align import (
     default_detector,
     fallback_landmarks,
     get_aligned_face,
-    reference_landmarks,
     similarity_transform,
     warp_face,
 )
-from .detection import DetectedFace, FaceDetector, select_face
-from .images import (
-    DEFAULT_MAX_PIXELS,
-    ImageError,
-    ImageSource,
-    ImageTooLargeError,
-    InvalidImageError,
-    load_image,
-    load_image_reduced,
-)
+from .detection import DETECT_MAX_SIDE, DetectedFace, FaceDetector, select_face
+from .errors import ImageError, ImageTooLargeError, InputError, InvalidImageError
+from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image, load_image_reduced
+from .mtcnn import MIN_FACE_SIZE
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DETECT_MAX_SIDE",
+    "MIN_FACE_SIZE",
     "REFERENCE_LANDMARKS",
     "AlignedFace",
     "DetectedFace",
@@ -31,6 +26,7 @@ __all__ = [
     "ImageError",
     "ImageSource",
     "ImageTooLargeError",
+    "InputError",
     "InvalidImageError",
     "align_faces",
     "default_detector",
@@ -38,7 +34,6 @@ __all__ = [
     "get_aligned_face",
     "load_image",
     "load_image_reduced",
-    "reference_landmarks",
     "select_face",
     "similarity_transform",
     "warp_face",

@@ -9,8 +9,12 @@ import numpy as np
 from PIL import Image
 
 from . import mtcnn
-from .mtcnn import MTCNNNets
+from .mtcnn import MIN_FACE_SIZE, THRESHOLDS, MTCNNNets
 from .networks import torch_mtcnn_nets
+
+# Detection runs on a copy at most this long: MTCNN's cost grows with the pixels of its first
+# pyramid level, and faces worth recognising stay over MIN_FACE_SIZE there.
+DETECT_MAX_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,9 @@ class FaceDetector:
 
     def __init__(
         self,
-        min_face_size: int = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-        max_side: int | None = 640,
+        min_face_size: int = MIN_FACE_SIZE,
+        thresholds: Sequence[float] = THRESHOLDS,
+        max_side: int | None = DETECT_MAX_SIDE,
         nets: MTCNNNets | None = None,
     ) -> None:
         self.min_face_size = min_face_size

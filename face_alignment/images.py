@@ -16,21 +16,11 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError, ImageTooLargeError, InvalidImageError
+
 DEFAULT_MAX_PIXELS = 40_000_000
 
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike | Image.Image | np.ndarray
-
-
-class ImageError(ValueError):
-    """The input cannot be used as an image."""
-
-
-class InvalidImageError(ImageError):
-    """Not an image, empty, truncated or undecodable."""
-
-
-class ImageTooLargeError(ImageError):
-    """The image has more pixels than allowed."""
 
 
 # What PIL's decoders raise on corrupt or truncated data (besides their own OSError).

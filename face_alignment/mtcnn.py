@@ -27,6 +27,10 @@ import numpy as np
 Network = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 FACTOR = 0.709  # pyramid step, facenet-pytorch's default
+# facenet-pytorch's defaults, which the service keeps: the smallest face searched for (pixels of
+# the detection copy) and the P-, R- and O-Net score thresholds.
+MIN_FACE_SIZE = 20
+THRESHOLDS = (0.6, 0.7, 0.7)
 PNET_CELL = 12  # P-Net looks at 12x12 windows with stride 2
 # The coarse pass looks for faces of at least this fraction of the image's short side.
 COARSE_FRACTION = 8
@@ -130,8 +134,8 @@ def _normalize(pixels: np.ndarray) -> np.ndarray:
 def detect(
     image: np.ndarray,
     nets: MTCNNNets,
-    min_face_size: float = 20,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    min_face_size: float = MIN_FACE_SIZE,
+    thresholds: Sequence[float] = THRESHOLDS,
     largest_only: bool = False,
 ) -> Detections:
     """Every face MTCNN finds in an HxWx3 uint8 RGB image (unordered).

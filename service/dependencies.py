@@ -1,14 +1,15 @@
-"""What routes get injected: settings, the loaded verifier, the CPU pool limiter, metrics."""
+"""What routes get injected: settings, the compute that runs jobs, the limiter of the request
+parsing threads, metrics."""
 
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, HTTPException, Request
 
+from service.jobs import Compute
 from service.observability import Metrics
 from service.settings import Settings
 from service.startup import Readiness
-from verification import Verifier
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -21,8 +22,8 @@ def get_readiness(request: Request) -> Readiness:
     return request.app.state.readiness
 
 
-def get_verifier(request: Request) -> Verifier:
-    """The verifier once the startup self-test passed; 503 (JSON, Retry-After) until then."""
+def get_compute(request: Request) -> Compute:
+    """The compute once the startup self-test passed; 503 (JSON, Retry-After) until then."""
     readiness: Readiness = request.app.state.readiness
     if not readiness.ready:
         raise HTTPException(
@@ -30,7 +31,7 @@ def get_verifier(request: Request) -> Verifier:
             f"the service is not ready: {readiness.reason}",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
-    return request.app.state.verifier
+    return request.app.state.compute
 
 
 def get_limiter(request: Request) -> anyio.CapacityLimiter:
@@ -43,6 +44,6 @@ def get_metrics(request: Request) -> Metrics:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
-VerifierDep = Annotated[Verifier, Depends(get_verifier)]
+ComputeDep = Annotated[Compute, Depends(get_compute)]
 LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -60,22 +60,22 @@ def decode_base64_image(text: str, field: str, max_bytes: int) -> bytes:
     if text[:5].lower() == "data:":
         header, comma, payload = text.partition(",")
         if not comma or not header.lower().endswith(";base64"):
-            raise InvalidBase64Error(field, "a data: URI must be data:<type>;base64,<data>")
+            raise InvalidBase64Error("a data: URI must be data:<type>;base64,<data>", field)
     payload = payload.translate(_WHITESPACE)
     if len(payload) > base64_length(max_bytes):
-        raise ImageTooLargeError(field, f"the image is over the limit of {max_bytes} bytes")
+        raise ImageTooLargeError(f"the image is over the limit of {max_bytes} bytes", field)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         reason = str(exc).split(":", 1)[0].lower() or "undecodable"
         raise InvalidBase64Error(
-            field,
             f"not valid base64 ({reason}); send the image's bytes base64-encoded, plain or as "
             f"a data:image/...;base64, URI (URLs and file paths are not accepted)",
+            field,
         ) from None
     if len(data) > max_bytes:
         raise ImageTooLargeError(
-            field, f"the image has {len(data)} bytes, over the limit of {max_bytes} bytes"
+            f"the image has {len(data)} bytes, over the limit of {max_bytes} bytes", field
         )
     return data
 
@@ -88,7 +88,7 @@ def parse_json(
         options = model.model_validate_json(body)
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise InvalidJSONError(None, "the body is not valid JSON") from None
+            raise InvalidJSONError("the body is not valid JSON") from None
         raise validation_error(exc) from None
     images = {f: decode_base64_image(getattr(options, f), f, max_bytes) for f in image_fields}
     return options, images
@@ -97,11 +97,11 @@ def parse_json(
 async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
     if upload.size is not None and upload.size > max_bytes:
         raise ImageTooLargeError(
-            field, f"the file has {upload.size} bytes, over the limit of {max_bytes} bytes"
+            f"the file has {upload.size} bytes, over the limit of {max_bytes} bytes", field
         )
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ImageTooLargeError(field, f"the file is over the limit of {max_bytes} bytes")
+        raise ImageTooLargeError(f"the file is over the limit of {max_bytes} bytes", field)
     return data
 
 

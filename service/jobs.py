@@ -1,12 +1,15 @@
-"""The CPU work of a request: plain functions of a ``Verifier``, run in a thread of the server
-or in a worker process (``service.processes``), shaped by ``verification.answers``."""
+"""The CPU work of a request: plain functions of a ``Verifier``, shaped by
+``verification.answers``, and ``Compute``, the interface of what runs them: threads of the
+server (``service.compute.ThreadCompute``) or worker processes
+(``service.processes.WorkerProcesses``). Routes only see ``Compute``."""
 
 from dataclasses import dataclass, fields
-
-from anyio import CapacityLimiter, to_thread
+from typing import Protocol
 
 from verification import Verifier, embedding_answer, verification_answer
 from verification.answers import Answer
+
+Images = dict[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,12 @@ def job_options(options: object) -> JobOptions:
     return JobOptions(**{name: getattr(options, name) for name in names})
 
 
-def verify_job(verifier: Verifier, images: dict[str, bytes], options: JobOptions) -> Answer:
+def verify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
     result = verifier.verify(images["image1"], images["image2"], options.metric, options.threshold)
     return verification_answer(result, return_crops=options.return_crops)
 
 
-def embed_job(verifier: Verifier, images: dict[str, bytes], options: JobOptions) -> Answer:
+def embed_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
     faces = verifier.embed_faces(images["image"], "image", options.max_faces)
     return embedding_answer(faces, verifier.model_name, return_crops=options.return_crops)
 
@@ -37,15 +40,17 @@ def embed_job(verifier: Verifier, images: dict[str, bytes], options: JobOptions)
 JOBS = {"verify": verify_job, "embed": embed_job}
 
 
-async def run_job(
-    computer: object,
-    name: str,
-    images: dict[str, bytes],
-    options: JobOptions,
-    limiter: CapacityLimiter,
-) -> Answer:
-    """Run job ``name`` on worker processes (anything with ``run``) or in a limited thread."""
-    run = getattr(computer, "run", None)
-    if run is not None:
-        return await run(name, images, options)
-    return await to_thread.run_sync(JOBS[name], computer, images, options, limiter=limiter)
+class Compute(Protocol):
+    """Runs the jobs above on a loaded model."""
+
+    async def run(self, job: str, images: Images, options: JobOptions) -> Answer:
+        """The answer of ``JOBS[job]``; raises ``InputError`` for bad input."""
+        ...
+
+    def self_test(self) -> None:
+        """Raise ``SelfTestError`` unless the model gives a usable embedding."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever runs the jobs."""
+        ...

@@ -1,9 +1,9 @@
-"""CPU work in worker processes, each with its own loaded model.
+"""CPU work in worker processes, each with its own loaded model (a ``service.compute.Compute``).
 
-Threads of one process share the GIL: with two requests computing at once on two cores, each
-used 17% more CPU and the cores stood idle part of the time (8 clients got 1.5-1.75x the
-throughput of one). Separate processes share nothing; each holds the ONNX Runtime model (about
-0.2 GB) and runs one request at a time. The server process keeps HTTP, metrics and readiness.
+Threads of one process share the GIL, so two requests computing at once on two cores get in
+each other's way; separate processes share nothing (README, Performance: worker processes).
+Each holds its own model and runs one request at a time. The server process keeps HTTP,
+metrics and readiness.
 """
 
 import asyncio
@@ -15,7 +15,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from service.jobs import JOBS, JobOptions
+from service.jobs import JOBS, Images, JobOptions
 from service.settings import Settings
 from service.startup import StartupError, load_verifier, self_test
 from verification import InputError
@@ -81,9 +81,7 @@ class Worker:
 
 
 class WorkerProcesses:
-    """``count`` worker processes fed from one queue; ``await run(name, images, options)``."""
-
-    self_tested = True  # each worker runs the self-test before it reports ready
+    """``count`` worker processes fed from one queue; ``await run(job, images, options)``."""
 
     def __init__(self, settings: Settings, count: int) -> None:
         self.count = count
@@ -109,11 +107,15 @@ class WorkerProcesses:
             self._threads.append(thread)
         return self
 
-    async def run(self, name: str, images: dict[str, bytes], options: JobOptions) -> Answer:
+    async def run(self, job: str, images: Images, options: JobOptions) -> Answer:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((name, images, options, future, loop))
+        self._jobs.put((job, images, options, future, loop))
         return await future
+
+    def self_test(self) -> None:
+        """Nothing left to do: every worker, a replacement too, self-tests before it reports
+        ready, and ``start`` raises if one cannot."""
 
     def _dispatch(self, index: int) -> None:
         while (job := self._jobs.get()) is not None:

@@ -1,12 +1,12 @@
-"""The API routes. Each reads the body, hands the CPU work to ``service.jobs`` (a thread or a
-worker process) and returns the answer shaped by ``verification.answers`` (the command line
-prints the same dicts)."""
+"""The API routes. Each reads the body, hands the CPU work to the ``Compute`` (threads or worker
+processes) and returns the answer shaped by ``verification.answers`` (the command line prints
+the same dicts)."""
 
 from fastapi import APIRouter, Request
 
-from service.dependencies import LimiterDep, SettingsDep, VerifierDep
+from service.dependencies import ComputeDep, LimiterDep, SettingsDep
 from service.inputs import read_images
-from service.jobs import job_options, run_job
+from service.jobs import job_options
 from service.openapi import request_body
 from service.schemas import (
     EmbedForm,
@@ -43,7 +43,7 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     openapi_extra=request_body(VerifyForm, VerifyJSON),
 )
 async def verify(
-    request: Request, settings: SettingsDep, verifier: VerifierDep, limiter: LimiterDep
+    request: Request, settings: SettingsDep, compute: ComputeDep, limiter: LimiterDep
 ) -> VerifyResponse:
     """Detects the largest face in each photo, embeds both and compares them with ``metric``.
 
@@ -52,7 +52,7 @@ async def verify(
     options, images = await read_images(
         request, VerifyForm, VerifyJSON, ("image1", "image2"), settings.max_upload_bytes, limiter
     )
-    answer = await run_job(verifier, "verify", images, job_options(options), limiter)
+    answer = await compute.run("verify", images, job_options(options))
     request.state.face_counts = face_counts(answer)
     return VerifyResponse.model_validate(answer)
 
@@ -66,7 +66,7 @@ async def verify(
     openapi_extra=request_body(EmbedForm, EmbedJSON),
 )
 async def embed(
-    request: Request, settings: SettingsDep, verifier: VerifierDep, limiter: LimiterDep
+    request: Request, settings: SettingsDep, compute: ComputeDep, limiter: LimiterDep
 ) -> EmbedResponse:
     """Detects the faces, largest first, and returns up to ``max_faces`` of them (0: all), each
     with its box, score, landmarks and L2-normalised 512-d embedding.
@@ -76,6 +76,6 @@ async def embed(
     options, images = await read_images(
         request, EmbedForm, EmbedJSON, ("image",), settings.max_upload_bytes, limiter
     )
-    answer = await run_job(verifier, "embed", images, job_options(options), limiter)
+    answer = await compute.run("embed", images, job_options(options))
     request.state.face_counts = face_counts(answer)
     return EmbedResponse.model_validate(answer)

@@ -1,16 +1,20 @@
-"""Every knob of the service, read from ``EDGEFACE_*`` environment variables or the CLI."""
+"""Every knob of the service, read from ``EDGEFACE_*`` environment variables or the CLI.
+
+This is the only place the service reads its environment; everything below it takes these
+values as arguments. The defaults are the library's own constants.
+"""
 
 import os
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbones.catalog import DEFAULT_CHECKPOINT_DIR
-from verification import DEFAULT_MODEL
-from verification.runtime import Runtime, default_onnx_dir
+from backbones.catalog import DEFAULT_MODEL
+from environment import DEFAULT_CHECKPOINT_DIR, default_onnx_dir
+from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
+from verification.runtime import Runtime
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -25,14 +29,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="per image, in bytes (decoded bytes for base64)"
     )
-    max_pixels: int = Field(40_000_000, gt=0, description="per image, width x height")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="per image, width x height")
     # One thread per request and one request per core: MTCNN's many small operations scale
     # poorly across threads, so concurrent requests use the cores better than one request
-    # split over them (measured with python -m benchmarks.verify).
+    # split over them (README, Performance).
     workers: int = Field(max(1, os.cpu_count() or 1), ge=1, description="requests computed at once")
-    # Separate processes share no GIL: two of them on two cores serve 8 clients at 1.85x the
-    # throughput of one client, threads of one process at 1.6x (python -m benchmarks.verify),
-    # for about 0.2 GB more memory per extra worker.
+    # Separate processes share no GIL, so they serve concurrent clients better than threads of
+    # one process, for about 0.2 GB more memory per extra worker (README, Performance).
     worker_mode: Literal["processes", "threads"] = Field(
         "processes", description="run each of the workers in its own process, or as threads"
     )
@@ -45,7 +48,9 @@ class Settings(BaseSettings):
         description="cache of the ONNX exports (written once per checkpoint)",
     )
     detect_max_side: int = Field(
-        640, ge=160, description="face detection runs on a copy at most this many pixels long"
+        DETECT_MAX_SIDE,
+        ge=160,
+        description="face detection runs on a copy at most this many pixels long",
     )
     log_level: LogLevel = Field("info", description="uvicorn and service log level")
     api_key: SecretStr | None = Field(
@@ -62,8 +67,3 @@ class Settings(BaseSettings):
     def _empty_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
         # EDGEFACE_API_KEY= (empty, as docker -e often leaves it) means "no key", not "key ''".
         return value if value is not None and value.get_secret_value() else None
-
-
-@cache
-def get_settings() -> Settings:
-    return Settings()

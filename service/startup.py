@@ -13,14 +13,15 @@ from typing import Literal
 
 import numpy as np
 
-from backbones import EMBEDDING_SIZE, CheckpointError
+from backbones.catalog import EMBEDDING_SIZE, CheckpointError
+from service.jobs import Compute
 from service.settings import Settings
 from verification import Verifier
 
 log = logging.getLogger("edgeface.startup")
 
 Status = Literal["loading", "ok", "failed"]
-Loader = Callable[[Settings], Verifier]
+Loader = Callable[[Settings], Compute]
 FailureHandler = Callable[[str], None]
 
 
@@ -85,31 +86,30 @@ def self_test(verifier: Verifier) -> None:
 
 
 def prepare(
-    settings: Settings, verifier: Verifier | None, load: Loader
-) -> tuple[Verifier, float | None]:
-    """The verifier (loaded unless given) after its self-test, and the seconds loading took."""
+    settings: Settings, compute: Compute | None, load: Loader
+) -> tuple[Compute, float | None]:
+    """The compute (loaded unless given) after its self-test, and the seconds loading took."""
     load_seconds = None
-    if verifier is None:
+    if compute is None:
         start = perf_counter()
-        verifier = load(settings)
+        compute = load(settings)
         load_seconds = perf_counter() - start
-    if not getattr(verifier, "self_tested", False):  # worker processes test themselves
-        self_test(verifier)
-    return verifier, load_seconds
+    compute.self_test()
+    return compute, load_seconds
 
 
 def start_loading(
     settings: Settings,
-    verifier: Verifier | None,
+    compute: Compute | None,
     load: Loader,
-    on_ready: Callable[[Verifier, float | None], None],
+    on_ready: Callable[[Compute, float | None], None],
     on_failure: FailureHandler,
 ) -> threading.Thread:
-    """Prepare the verifier in a daemon thread; call ``on_ready`` or ``on_failure(reason)``."""
+    """Prepare the compute in a daemon thread; call ``on_ready`` or ``on_failure(reason)``."""
 
     def run() -> None:
         try:
-            prepared, seconds = prepare(settings, verifier, load)
+            prepared, seconds = prepare(settings, compute, load)
         except (CheckpointError, SelfTestError, ValueError) as exc:
             on_failure(str(exc))
         except StartupError as exc:

@@ -52,7 +52,7 @@ def photos_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def verifier(checkpoint_dir):
+def verifier(checkpoint_dir, onnx_cache):
     from verification import Verifier
 
-    return Verifier.load("edgeface_s_gamma_05", checkpoint_dir)
+    return Verifier.load("edgeface_s_gamma_05", checkpoint_dir, onnx_dir=onnx_cache)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
 from backbones import CheckpointError
+from service.compute import ThreadCompute
 from service.settings import Settings
 from tests.server import started_server
 
@@ -122,7 +123,7 @@ def test_readyz_says_loading_then_ok(checkpoint_dir, verifier, photos_dir):
 
     def slow_load(settings: Settings):
         assert gate.wait(120)
-        return verifier
+        return ThreadCompute(verifier)
 
     app = create_app(Settings(checkpoint_dir=checkpoint_dir), load=slow_load)
     with TestClient(app) as http:
@@ -155,14 +156,16 @@ def test_readyz_says_why_loading_failed(checkpoint_dir):
 
 
 def test_readyz_fails_when_the_self_test_gives_nan():
-    app = create_app(Settings(), verifier=NaNModel(), on_load_failure=lambda reason: None)
+    app = create_app(
+        Settings(), compute=ThreadCompute(NaNModel()), on_load_failure=lambda reason: None
+    )
     with TestClient(app) as http:
         failed = wait_for_status(http, "failed")
         assert failed.status_code == 503 and "non-finite" in failed.json()["reason"]
 
 
 def test_each_app_has_its_own_metrics():
-    apps = [create_app(Settings(), load=lambda s: NaNModel()) for _ in range(2)]
+    apps = [create_app(Settings(), load=lambda s: ThreadCompute(NaNModel())) for _ in range(2)]
     with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
         for _ in range(3):
             first.get("/healthz")

@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -25,9 +26,9 @@ EXACT_Q_PARAMS = {"edgeface_xs_q": 2_242_620, "edgeface_xxs_q": 1_244_744}
 @pytest.mark.parametrize("name", list(MODELS))
 def test_parameter_counts(name):
     params = count_parameters(get_model(name))
-    spec = MODELS[name]
-    if spec.paper_params_m is not None:
-        assert params / 1e6 == pytest.approx(spec.paper_params_m, rel=0.01)
+    info = MODELS[name]
+    if info.params_m is not None:
+        assert params / 1e6 == pytest.approx(info.params_m, rel=0.01)
     else:
         assert params == EXACT_Q_PARAMS[name]
 
@@ -146,7 +147,44 @@ def test_checkpoint_of_another_model_names_file_and_keys(tmp_path, checkpoint_di
     assert "missing keys" in message and "model." in message
 
 
-def test_the_torch_free_catalog_names_every_registered_model():
-    from backbones import MODEL_NAMES
+# The inference snippet of the official EdgeFace README, as written there (the image path is the
+# only line that changes).
+OFFICIAL_SNIPPET = """
+import torch
+from torchvision import transforms
+from face_alignment import align
+from backbones import get_model
 
-    assert tuple(MODELS) == MODEL_NAMES
+model_name="edgeface_s_gamma_05"
+model=get_model(model_name)
+checkpoint_path=f'checkpoints/{model_name}.pt'
+model.load_state_dict(torch.load(checkpoint_path, map_location='cpu'))
+model.eval()
+
+transform = transforms.Compose([
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
+            ])
+
+path = PATH
+aligned = align.get_aligned_face(path) # align face
+transformed_input = transform(aligned) # preprocessing
+
+# extract embedding
+embedding = model(transformed_input)
+"""
+
+
+def test_the_official_readme_snippet_embeds_like_the_service(
+    tmp_path, monkeypatch, checkpoint_dir, photos_dir, verifier
+):
+    (tmp_path / "checkpoints").symlink_to(checkpoint_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    photo = photos_dir / "002_3a2ef5df.jpg"
+    scope: dict = {}
+    exec(OFFICIAL_SNIPPET.replace("PATH", repr(str(photo))), scope)
+    snippet = scope["embedding"].detach().numpy()
+    service = verifier.embed_faces(photo.read_bytes())[0].unit_embedding
+    assert snippet.shape == (512,)
+    cosine = float(snippet @ service / np.linalg.norm(snippet))
+    assert cosine > 0.99

@@ -22,6 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from backbones import download  # noqa: E402
+from backbones.catalog import MODELS  # noqa: E402
 
 OFFICIAL_SHA256 = {
     "edgeface_xs_q": "a31314377876ab9fa2a75e5638bc528efe79fd17d5c9c0a228fb7f846d7581a6",
@@ -115,15 +116,23 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def test_known_sha256_parses_repo_sums() -> None:
-    assert download.known_sha256() == OFFICIAL_SHA256
+def test_the_model_table_holds_the_official_hashes() -> None:
+    assert {n: i.sha256 for n, i in MODELS.items() if i.sha256} == OFFICIAL_SHA256
 
 
-def test_known_sha256_rejects_malformed_line(tmp_path: Path) -> None:
-    sums = tmp_path / "SHA256SUMS"
-    sums.write_text(f"{'a' * 64} *edgeface_xxs.pt\nnot-a-hash  edgeface_base.pt\n")
-    with pytest.raises(ValueError, match=":2:"):
-        download.known_sha256(sums)
+def test_sha256sums_checks_a_folder_with_sha256sum(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert download.main(["--sha256sums"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[1] for line in lines) == sorted(f"{n}.pt" for n in OFFICIAL_SHA256)
+    official = [line for line in lines if line.split()[1] == "edgeface_xxs_q.pt"]
+    (tmp_path / "edgeface_xxs_q.pt").write_bytes((shared_dir / "edgeface_xxs_q.pt").read_bytes())
+    (tmp_path / "only.sums").write_text("\n".join(official) + "\n")
+    done = subprocess.run(
+        ["sha256sum", "-c", "only.sums"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "edgeface_xxs_q.pt: OK" in done.stdout
 
 
 def test_download_verifies_and_leaves_no_temp(
@@ -296,7 +305,7 @@ def test_unknown_name_lists_known_models(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         download.download_checkpoint("edgeface_huge", tmp_path, ["http://127.0.0.1:9"])
 
-    for name in download.KNOWN_MODELS:
+    for name in MODELS:
         assert name in str(info.value)
     assert list(tmp_path.iterdir()) == []
 

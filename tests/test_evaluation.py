@@ -67,15 +67,15 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture
 def crop_calls(monkeypatch) -> list[str]:
-    """Every Verifier.crop_face call (one per image detected) is recorded here."""
+    """Every Verifier.faces_in call (one per image detected) is recorded here."""
     calls: list[str] = []
-    original = Verifier.crop_face
+    original = Verifier.faces_in
 
     def counting(self, image, field, *args, **kwargs):
         calls.append(field)
         return original(self, image, field, *args, **kwargs)
 
-    monkeypatch.setattr(Verifier, "crop_face", counting)
+    monkeypatch.setattr(Verifier, "faces_in", counting)
     return calls
 
 

@@ -41,11 +41,12 @@ def test_onnx_and_torch_give_the_same_answer(verifier, torch_verifier, photos_di
         np.testing.assert_allclose(face.face.landmarks, expected.face.landmarks, atol=0.01)
 
 
-def test_onnx_serving_never_imports_torch(checkpoint_dir, photos_dir, verifier):
+def test_onnx_serving_never_imports_torch(checkpoint_dir, photos_dir, verifier, onnx_cache):
     script = (
         "import sys\n"
         "from verification import Verifier\n"
-        f"v = Verifier.load('edgeface_s_gamma_05', {str(checkpoint_dir)!r})\n"
+        f"v = Verifier.load('edgeface_s_gamma_05', {str(checkpoint_dir)!r}, "
+        f"onnx_dir={str(onnx_cache)!r})\n"
         f"r = v.verify({str(photos_dir / '002_3a2ef5df.jpg')!r}, "
         f"{str(photos_dir / '011_7b37bf1f.jpg')!r})\n"
         "import api\n"

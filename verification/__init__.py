@@ -1,7 +1,7 @@
 """Face verification: embeddings, distances, calibrated thresholds and the pipeline."""
 
 from verification.answers import embedding_answer, verification_answer
-from verification.distances import METRICS, Metric, distance, l2_normalize, pairwise_distances
+from verification.distances import METRICS, Metric, pairwise_distances
 from verification.errors import (
     ImageTooLargeError,
     InputError,
@@ -11,9 +11,7 @@ from verification.errors import (
     UnknownMetricError,
 )
 from verification.pipeline import (
-    DEFAULT_MODEL,
     PIPELINE_VERSION,
-    FaceEmbedding,
     Timings,
     Verification,
     Verifier,
@@ -21,10 +19,8 @@ from verification.pipeline import (
 from verification.thresholds import accuracy_at, best_threshold, default_threshold
 
 __all__ = [
-    "DEFAULT_MODEL",
     "METRICS",
     "PIPELINE_VERSION",
-    "FaceEmbedding",
     "ImageTooLargeError",
     "InputError",
     "InvalidImageError",
@@ -38,9 +34,7 @@ __all__ = [
     "accuracy_at",
     "best_threshold",
     "default_threshold",
-    "distance",
     "embedding_answer",
-    "l2_normalize",
     "pairwise_distances",
     "verification_answer",
 ]

@@ -2,7 +2,8 @@
 
 python -m verification verify A.jpg B.jpg [--metric cosine] [--threshold T] [--return-crops]
 python -m verification embed A.jpg [--max-faces N] [--return-crops]
-(both take --model NAME and --checkpoint-dir DIR; the folder defaults to $EDGEFACE_CHECKPOINT_DIR)
+(both take --model NAME and --checkpoint-dir DIR; the folder defaults to $EDGEFACE_CHECKPOINT_DIR,
+the runtime to $EDGEFACE_RUNTIME and the ONNX cache to $EDGEFACE_ONNX_DIR)
 
 Exit status: 0 with the answer on stdout; 2 with ``error: <field>: <why>`` on stderr for bad input
 (unreadable file, not an image, no face, invalid option); 1 when the model cannot be loaded.
@@ -14,11 +15,12 @@ import math
 import sys
 from pathlib import Path
 
-from backbones import CheckpointError
+import environment
+from backbones.catalog import DEFAULT_MODEL, CheckpointError
 from verification.answers import Answer, embedding_answer, verification_answer
 from verification.distances import METRICS
 from verification.errors import InputError
-from verification.pipeline import DEFAULT_MODEL, Verifier
+from verification.pipeline import Verifier
 
 BAD_INPUT = 2
 CANNOT_RUN = 1
@@ -74,17 +76,21 @@ def read_image(path: Path, field: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(field, f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", field) from None
+
+
+def load_verifier(args: argparse.Namespace) -> Verifier:
+    return Verifier.load(args.model, **environment.verifier_options(args.checkpoint_dir))
 
 
 def run(args: argparse.Namespace) -> Answer:
     if args.command == "verify":
         images = read_image(args.image1, "image1"), read_image(args.image2, "image2")
-        verifier = Verifier.load(args.model, args.checkpoint_dir)
+        verifier = load_verifier(args)
         result = verifier.verify(*images, metric=args.metric, threshold=args.threshold)
         return verification_answer(result, return_crops=args.return_crops)
     image = read_image(args.image, "image")
-    verifier = Verifier.load(args.model, args.checkpoint_dir)
+    verifier = load_verifier(args)
     faces = verifier.embed_faces(image, "image", max_faces=args.max_faces)
     return embedding_answer(faces, verifier.model_name, return_crops=args.return_crops)
 

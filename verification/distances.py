@@ -18,7 +18,7 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def check_metric(metric: str) -> Metric:
     if metric not in METRICS:
         raise UnknownMetricError(
-            "metric", f"unknown metric {metric!r}; use one of {', '.join(METRICS)}"
+            f"unknown metric {metric!r}; use one of {', '.join(METRICS)}", "metric"
         )
     return metric  # type: ignore[return-value]
 
@@ -42,6 +42,3 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
         return 1.0 - cos
     return np.arccos(cos) / np.pi
 
-
-def distance(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> float:
-    return float(pairwise_distances(a, b, metric)[0])

@@ -1,25 +1,17 @@
-"""Errors about what a caller sent. Each names the input (``field``) it is about."""
+"""Errors of the pipeline about what a caller sent. The base class and the image errors are
+``face_alignment.errors``' (decoding raises them); each names the input (``field``) it is about."""
 
+from face_alignment.errors import ImageError, ImageTooLargeError, InputError, InvalidImageError
 
-class InputError(ValueError):
-    """Base class: the request is wrong, not the service."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-
-    def __reduce__(self) -> tuple:
-        # Rebuilt from (field, message), so the error crosses a process boundary intact.
-        return (type(self), (self.field, self.message))
-
-
-class InvalidImageError(InputError):
-    """Not an image, empty or truncated."""
-
-
-class ImageTooLargeError(InputError):
-    """More bytes or pixels than the configured limits."""
+__all__ = [
+    "ImageError",
+    "ImageTooLargeError",
+    "InputError",
+    "InvalidImageError",
+    "NoFaceError",
+    "NoThresholdError",
+    "UnknownMetricError",
+]
 
 
 class NoFaceError(InputError):

@@ -1,7 +1,8 @@
 """The verification pipeline: decode, detect, align, embed, compare.
 
-The HTTP API, the command line and the LFW evaluation all go through ``Verifier``, so there is
-one pipeline to measure and to speed up.
+The HTTP API, the command line and the LFW evaluation all go through ``Verifier``, and every
+caller takes the same face path: per image the faces found, the chosen ones and their aligned
+crops (``Verifier.faces_in``), then one embedding batch for all crops (``Verifier.embed``).
 """
 
 import os
@@ -13,11 +14,15 @@ from typing import Literal
 
 import numpy as np
 
-import face_alignment
+import environment
 from face_alignment import (
     DEFAULT_MAX_PIXELS,
+    DETECT_MAX_SIDE,
+    MIN_FACE_SIZE,
     DetectedFace,
     FaceDetector,
+    ImageSource,
+    InputError,
     fallback_landmarks,
     load_image_reduced,
     select_face,
@@ -25,16 +30,14 @@ from face_alignment import (
 )
 from verification.distances import check_metric, pairwise_distances
 from verification.embedding import Embedder, embed_crops, normalized
-from verification.errors import ImageTooLargeError, InvalidImageError, NoFaceError, NoThresholdError
+from verification.errors import NoFaceError, NoThresholdError
 from verification.runtime import load_engines
 from verification.thresholds import default_threshold
 
-DEFAULT_MODEL = "edgeface_s_gamma_05"
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
 PIPELINE_VERSION = "3"
 FaceChoice = Literal["largest", "center"]
-ImageSource = bytes | str | os.PathLike | np.ndarray
 Timings = dict[str, float]
 
 
@@ -58,6 +61,16 @@ class Photo:
 
     def to_original(self, face: DetectedFace) -> DetectedFace:
         return face if self.scale == 1.0 else face.scaled(self.scale)
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    """What one image gave: how many faces were found, the chosen ones and their crops."""
+
+    # In original-image pixels; a None entry is the centre fallback (no face was found).
+    chosen: tuple[DetectedFace | None, ...]
+    crops: tuple[np.ndarray, ...]  # aligned 112x112x3 uint8 RGB, one per chosen face
+    face_count: int  # every face found, also those not chosen
 
 
 @dataclass(frozen=True)
@@ -109,11 +122,11 @@ class Verifier:
     @classmethod
     def load(
         cls,
-        model_name: str = DEFAULT_MODEL,
-        checkpoint_dir: str | os.PathLike | None = None,
+        model_name: str,
+        checkpoint_dir: str | os.PathLike,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        min_face_size: int = 20,
-        detect_max_side: int | None = 640,
+        min_face_size: int = MIN_FACE_SIZE,
+        detect_max_side: int | None = DETECT_MAX_SIDE,
         runtime: str = "auto",
         onnx_dir: str | os.PathLike | None = None,
         threads: int = 1,
@@ -121,8 +134,10 @@ class Verifier:
         """Load the weights (raising ``CheckpointError`` with advice) and the MTCNN detector.
 
         ``runtime`` "auto" serves with ONNX Runtime when it is installed (see
-        ``verification.runtime``), else PyTorch; ``threads`` is each network's thread count.
+        ``verification.runtime``; its files are cached in ``onnx_dir``, by default the user's
+        cache folder), else PyTorch; ``threads`` is each network's thread count.
         """
+        onnx_dir = onnx_dir or environment.default_onnx_dir()
         engines = load_engines(model_name, checkpoint_dir, runtime, onnx_dir, threads)
         detector = FaceDetector(
             min_face_size=min_face_size, max_side=detect_max_side, nets=engines.mtcnn
@@ -135,11 +150,9 @@ class Verifier:
         with timed(timings, "decode"):
             try:
                 pixels, scale = load_image_reduced(source, self.max_pixels, self.decode_min_side)
-                return Photo(pixels, scale)
-            except face_alignment.ImageTooLargeError as exc:
-                raise ImageTooLargeError(field, str(exc)) from None
-            except face_alignment.InvalidImageError as exc:
-                raise InvalidImageError(field, str(exc)) from None
+            except InputError as exc:
+                raise exc.with_field(field) from None
+            return Photo(pixels, scale)
 
     def detect(
         self, image: np.ndarray, timings: Timings | None = None, largest_only: bool = False
@@ -151,24 +164,60 @@ class Verifier:
         with timed(timings, "embed"):
             return embed_crops(self.embedder, crops)
 
-    def crop_face(
+    def faces_in(
         self,
-        photo: Photo,
-        field: str,
-        face: FaceChoice,
-        fallback: bool,
+        source: ImageSource,
+        field: str = "image",
+        face: FaceChoice = "largest",
+        max_faces: int = 1,
+        fallback: bool = False,
         timings: Timings | None = None,
-    ) -> tuple[np.ndarray, DetectedFace | None, int]:
-        """The aligned crop of the chosen face, that face (None for the fallback) and the count."""
+    ) -> ImageFaces:
+        """Decode, detect, choose and align the faces of one image.
+
+        ``max_faces`` 1 chooses one face by ``face``: the largest box, or the one nearest the
+        image centre; N > 1 the N largest, 0 every face, largest first. Without a face this
+        raises ``NoFaceError``, or with ``fallback`` aligns the template on the image centre
+        (for datasets such as LFW whose faces are centred).
+        """
+        photo = self.decode(source, field, timings)
         image = photo.pixels
-        faces = self.detect(image, timings, largest_only=face == "largest")
+        largest_only = max_faces == 1 and face == "largest"
+        faces = self.detect(image, timings, largest_only=largest_only)
         with timed(timings, "align"):
             if not faces:
                 if not fallback:
-                    raise NoFaceError(field, "no face found in the image")
-                return warp_face(image, fallback_landmarks(image.shape[:2])), None, 0
-            chosen = select_face(faces, face, image.shape[:2])
-            return warp_face(image, chosen.landmarks), photo.to_original(chosen), len(faces)
+                    raise NoFaceError("no face found in the image", field)
+                return ImageFaces((None,), (warp_face(image, fallback_landmarks(image.shape)),), 0)
+            if max_faces == 1:
+                chosen = [select_face(faces, face, image.shape[:2])]
+            else:
+                chosen = faces if max_faces <= 0 else faces[:max_faces]
+            crops = tuple(warp_face(image, found.landmarks) for found in chosen)
+        return ImageFaces(tuple(photo.to_original(f) for f in chosen), crops, len(faces))
+
+    def embed_images(
+        self,
+        sources: Sequence[ImageSource],
+        fields: Sequence[str],
+        face: FaceChoice = "largest",
+        max_faces: int = 1,
+        fallback: bool = False,
+        timings: Timings | None = None,
+    ) -> list[list[FaceEmbedding]]:
+        """The chosen faces of every image (``faces_in``), all embedded in a single batch."""
+        images = [
+            self.faces_in(source, name, face, max_faces, fallback, timings)
+            for source, name in zip(sources, fields, strict=True)
+        ]
+        embeddings = iter(self.embed([crop for faces in images for crop in faces.crops], timings))
+        return [
+            [
+                FaceEmbedding(found, crop, next(embeddings), faces.face_count)
+                for found, crop in zip(faces.chosen, faces.crops, strict=True)
+            ]
+            for faces in images
+        ]
 
     def represent_many(
         self,
@@ -178,26 +227,10 @@ class Verifier:
         fallback: bool = False,
         timings: Timings | None = None,
     ) -> list[FaceEmbedding]:
-        """One face per image, all embedded in a single batch.
-
-        With ``fallback`` an image without a detected face is aligned by placing the template on
-        its centre (for datasets such as LFW whose faces are centred) instead of failing.
-        """
+        """One face per image, all embedded in a single batch."""
         fields = fields or [f"image{i + 1}" for i in range(len(sources))]
-        prepared = [
-            self.crop_face(self.decode(src, field, timings), field, face, fallback, timings)
-            for src, field in zip(sources, fields, strict=True)
-        ]
-        embeddings = self.embed([crop for crop, _, _ in prepared], timings)
-        return [
-            FaceEmbedding(face=found, crop=crop, embedding=emb, face_count=count)
-            for (crop, found, count), emb in zip(prepared, embeddings, strict=True)
-        ]
-
-    def represent(
-        self, source: ImageSource, field: str = "image", face: FaceChoice = "largest"
-    ) -> FaceEmbedding:
-        return self.represent_many([source], [field], face)[0]
+        embedded = self.embed_images(sources, fields, face, 1, fallback, timings)
+        return [faces[0] for faces in embedded]
 
     def embed_faces(
         self,
@@ -207,20 +240,7 @@ class Verifier:
         timings: Timings | None = None,
     ) -> list[FaceEmbedding]:
         """Every face in one image, largest first, at most ``max_faces`` of them (0: all)."""
-        photo = self.decode(source, field, timings)
-        faces = self.detect(photo.pixels, timings, largest_only=max_faces == 1)
-        if not faces:
-            raise NoFaceError(field, "no face found in the image")
-        chosen = faces if max_faces <= 0 else faces[:max_faces]
-        with timed(timings, "align"):
-            crops = [warp_face(photo.pixels, found.landmarks) for found in chosen]
-        embeddings = self.embed(crops, timings)
-        return [
-            FaceEmbedding(
-                face=photo.to_original(found), crop=crop, embedding=emb, face_count=len(faces)
-            )
-            for found, crop, emb in zip(chosen, crops, embeddings, strict=True)
-        ]
+        return self.embed_images([source], [field], "largest", max_faces, timings=timings)[0]
 
     def threshold_for(self, metric: str, threshold: float | None = None) -> float:
         if threshold is not None:
@@ -228,9 +248,9 @@ class Verifier:
         calibrated = default_threshold(self.model_name, metric)
         if calibrated is None:
             raise NoThresholdError(
-                "threshold",
                 f"model {self.model_name} has no calibrated {metric} threshold; pass one, or "
                 f"calibrate it with python -m evaluation.calibrate",
+                "threshold",
             )
         return calibrated
 

@@ -1,35 +1,29 @@
-"""Which engine runs the networks: ONNX Runtime (the default when installed) or PyTorch.
+"""Which engine runs the networks, ONNX Runtime (the default when installed) or PyTorch, and
+loading them.
 
-On this project's two-core target ONNX Runtime runs MTCNN's networks and EdgeFace 1.5-3x faster
-per call than PyTorch on one thread, and a server that never imports torch needs a fraction of
-the memory and starts in well under a second. The ONNX files are exported once from the
-checkpoint and facenet-pytorch's MTCNN weights (that needs torch, so it runs in a child process)
-and cached in ``onnx_dir``; the EdgeFace file is named by the checkpoint's SHA-256, so a new
-checkpoint gets a new export.
-
-``python -m verification.runtime export MODEL`` makes the files ahead of time (a Docker build or
-an offline install can run it once).
+ONNX Runtime runs MTCNN's networks and EdgeFace faster per call than PyTorch on one thread, and
+a server that never imports torch needs a fraction of the memory and starts in well under a
+second (README, Performance). The ONNX files are written by the export tool
+(``python -m verification.export``) into ``onnx_dir``; the EdgeFace file is named by the
+checkpoint's SHA-256, so a new checkpoint gets a new export. When they are missing,
+``ensure_onnx`` runs that tool once in a child process (it needs torch).
 """
 
-import argparse
 import importlib.metadata
 import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from backbones.catalog import (
     CheckpointError,
     check_checkpoint_file,
-    check_model_name,
     checkpoint_path,
     file_sha256,
+    model_info,
 )
 from face_alignment.mtcnn import MTCNNNets
 from face_alignment.networks import (
@@ -42,16 +36,6 @@ from verification.embedding import Embedder, onnx_embedder, torch_embedder
 
 Runtime = Literal["auto", "onnx", "torch"]
 RUNTIMES: tuple[str, ...] = ("auto", "onnx", "torch")
-ONNX_DIR_ENV = "EDGEFACE_ONNX_DIR"
-# The export is checked against PyTorch on this many random inputs before it is used.
-_CHECK_INPUTS = 3
-
-
-def default_onnx_dir() -> Path:
-    if os.environ.get(ONNX_DIR_ENV):
-        return Path(os.environ[ONNX_DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "edgeface" / "onnx"
 
 
 @dataclass(frozen=True)
@@ -81,17 +65,14 @@ class OnnxFiles:
         return all(path.is_file() for path in paths)
 
 
-def onnx_files(
-    checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike | None = None
-) -> OnnxFiles:
+def onnx_files(checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike) -> OnnxFiles:
     """Where the exports of this checkpoint (and of the installed MTCNN weights) belong.
 
-    Raises ``CheckpointError`` (or ``ValueError`` for an unknown model) before hashing a file
-    that is missing or not a checkpoint.
+    Raises ``CheckpointError`` (or ``UnknownModelError``) before hashing a file that is missing
+    or not a checkpoint.
     """
-    check_model_name(model_name)
+    model_info(model_name)
     check_checkpoint_file(checkpoint, model_name)
-    onnx_dir = onnx_dir or default_onnx_dir()
     digest = file_sha256(checkpoint)[:16]
     facenet = importlib.metadata.version("facenet-pytorch")
     return OnnxFiles(
@@ -101,9 +82,7 @@ def onnx_files(
 
 
 def ensure_onnx(
-    model_name: str,
-    checkpoint_dir: str | os.PathLike | None = None,
-    onnx_dir: str | os.PathLike | None = None,
+    model_name: str, checkpoint_dir: str | os.PathLike, onnx_dir: str | os.PathLike
 ) -> OnnxFiles:
     """The ONNX files for this model's checkpoint, exported in a child process when missing.
 
@@ -114,19 +93,8 @@ def ensure_onnx(
     files = onnx_files(checkpoint, model_name, onnx_dir)
     if files.exist():
         return files
-    command = [
-        sys.executable,
-        "-m",
-        "verification.runtime",
-        "export",
-        model_name,
-        "--checkpoint",
-        str(checkpoint),
-        "--out",
-        str(files.embedding),
-        "--mtcnn-dir",
-        str(files.mtcnn_dir),
-    ]
+    command = [sys.executable, "-m", "verification.export", model_name]
+    command += ["--checkpoint", str(checkpoint), "--onnx-dir", str(onnx_dir)]
     repo = Path(__file__).resolve().parents[1]
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
@@ -135,46 +103,20 @@ def ensure_onnx(
     if done.returncode != 0 or not files.exist():
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {done.returncode}"
-        prefix = "edgeface: cannot export: "
-        if reason.startswith(prefix):
-            reason = reason[len(prefix) :]
+        reason = reason.removeprefix("edgeface: cannot export: ")
         raise CheckpointError(
             f"could not prepare {model_name} for ONNX Runtime: {reason}. The export needs torch "
-            f"and a writable {files.embedding.parent} (set {ONNX_DIR_ENV} to another folder), "
+            f"and a writable {files.embedding.parent} (set EDGEFACE_ONNX_DIR to another folder), "
             f"or serve with PyTorch instead (EDGEFACE_RUNTIME=torch)."
         )
     return files
 
 
-def export(model_name: str, checkpoint: Path, out: Path, mtcnn_dir: Path) -> None:
-    """Export EdgeFace and MTCNN to ONNX and check the EdgeFace export against PyTorch."""
-    import torch
-
-    from backbones import export_onnx, load_model
-    from face_alignment.networks import export_mtcnn_onnx
-
-    model = load_model(model_name, path=checkpoint)
-    export_onnx(model, out)
-    export_mtcnn_onnx(mtcnn_dir)
-    session = onnx_session(out)
-    batch = np.random.default_rng(0).uniform(-1, 1, (_CHECK_INPUTS, 3, 112, 112))
-    batch = batch.astype(np.float32)
-    with torch.inference_mode():
-        expected = model(torch.from_numpy(batch)).numpy()
-    got = session.run(None, {"input": batch})[0]
-    cosine = (
-        (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got, axis=1)
-    )
-    if not cosine.min() > 0.9999:
-        out.unlink(missing_ok=True)
-        raise RuntimeError(f"the ONNX export disagrees with PyTorch (cosine {cosine.min():.6f})")
-
-
 def load_engines(
     model_name: str,
-    checkpoint_dir: str | os.PathLike | None = None,
-    runtime: str = "auto",
-    onnx_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike,
+    runtime: str,
+    onnx_dir: str | os.PathLike,
     threads: int = 1,
 ) -> Engines:
     """The embedding network and MTCNN's networks on the chosen runtime.
@@ -194,30 +136,3 @@ def load_engines(
     torch.set_num_threads(threads)
     model = load_model(model_name, checkpoint_dir)
     return Engines("torch", torch_embedder(model), torch_mtcnn_nets())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export a model and MTCNN for ONNX Runtime")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("export", help="write the ONNX files (needs torch)")
-    run.add_argument("model")
-    run.add_argument("--checkpoint-dir", help="folder with <model>.pt (default: as the service)")
-    run.add_argument("--checkpoint", type=Path, help="the .pt file itself")
-    run.add_argument("--onnx-dir", help=f"cache folder (default ${ONNX_DIR_ENV} or ~/.cache)")
-    run.add_argument("--out", type=Path, help="EdgeFace .onnx path (default: in the cache)")
-    run.add_argument("--mtcnn-dir", type=Path, help="folder for MTCNN's three .onnx files")
-    args = parser.parse_args(argv)
-    try:
-        checkpoint = args.checkpoint or checkpoint_path(args.model, args.checkpoint_dir)
-        files = onnx_files(checkpoint, args.model, args.onnx_dir)
-        out, mtcnn_dir = args.out or files.embedding, args.mtcnn_dir or files.mtcnn_dir
-        export(args.model, checkpoint, out, mtcnn_dir)
-    except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
-        print(f"edgeface: cannot export: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} and MTCNN's networks in {mtcnn_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
