@@ -31,6 +31,7 @@ from service.routes import REQUEST_MODELS
 from service.routes import router as api_router
 from service.settings import Settings
 from service.startup import FailureHandler, Loader, Readiness, start_loading
+from verification.thresholds import model_thresholds
 
 log = logging.getLogger("edgeface")
 
@@ -42,6 +43,14 @@ CANNOT_START = 2
 def body_limit(settings: Settings) -> int:
     """Largest request body: two images at the byte limit, base64-encoded (4/3 larger)."""
     return 2 * base64_length(settings.max_upload_bytes) + _BODY_OVERHEAD_BYTES
+
+
+def thresholds_line(settings: Settings) -> str:
+    """Which table the default thresholds come from (a trained checkpoint may bring its own)."""
+    thresholds = model_thresholds(settings.model, settings.checkpoint_dir)
+    if thresholds.source is None:
+        return f"no calibrated thresholds for {settings.model}: requests must give a threshold"
+    return f"default thresholds for {settings.model} from {thresholds.source}"
 
 
 def log_failure(reason: str) -> None:
@@ -64,6 +73,7 @@ def create_app(
         if load_seconds is not None:
             metrics.model_load_seconds.set(load_seconds)
             log.info("loaded %s in %.1f s", settings.model, load_seconds)
+        log.info("%s", thresholds_line(settings))
         app.state.readiness.succeed()
         log.info("ready: self-test passed")
 

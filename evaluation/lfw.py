@@ -29,7 +29,6 @@ from verification import (
     Verifier,
     accuracy_at,
     best_threshold,
-    default_threshold,
     pairwise_distances,
 )
 
@@ -69,7 +68,8 @@ def evaluate(
         "face": face,
         "pipeline_version": PIPELINE_VERSION,
         **accuracy_report(distances, same, folds),
-        **threshold_report(distances, same, verifier.model_name, metric),
+        **threshold_report(distances, same, verifier.thresholds.threshold(metric)),
+        "thresholds_from": str(verifier.thresholds.source) if verifier.thresholds.source else None,
         "tar_at_far": far_report(distances, same),
         **image_report(embedded),
     }
@@ -95,8 +95,10 @@ def accuracy_report(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) 
     }
 
 
-def threshold_report(distances: np.ndarray, same: np.ndarray, model: str, metric: str) -> dict:
-    default = default_threshold(model, metric)
+def threshold_report(
+    distances: np.ndarray, same: np.ndarray, default: float | None
+) -> dict:
+    """Accuracy at the model's default threshold (the one /verify uses) and at the best one."""
     best, best_accuracy = best_threshold(distances, same)
     return {
         "default_threshold": default,

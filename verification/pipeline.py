@@ -32,7 +32,7 @@ from verification.distances import check_metric, pairwise_distances
 from verification.embedding import Embedder, embed_crops, normalized
 from verification.errors import NoFaceError, NoThresholdError
 from verification.runtime import load_engines
-from verification.thresholds import default_threshold
+from verification.thresholds import Thresholds, model_thresholds
 
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
@@ -109,12 +109,15 @@ class Verifier:
         detector: FaceDetector,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         runtime: str = "torch",
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.model_name = model_name
         self.embedder = embedder
         self.detector = detector
         self.runtime = runtime
         self.max_pixels = max_pixels
+        # Default: the committed table's (the released weights').
+        self.thresholds = thresholds or model_thresholds(model_name)
         # Detection never looks at more than detector.max_side pixels, so decoding a large JPEG
         # at a reduced size down to that loses nothing it would use.
         self.decode_min_side = detector.max_side
@@ -135,14 +138,19 @@ class Verifier:
 
         ``runtime`` "auto" serves with ONNX Runtime when it is installed (see
         ``verification.runtime``; its files are cached in ``onnx_dir``, by default the user's
-        cache folder), else PyTorch; ``threads`` is each network's thread count.
+        cache folder), else PyTorch; ``threads`` is each network's thread count. The default
+        thresholds are those beside the checkpoint when that folder has a table for the model
+        (``verification.thresholds.model_thresholds``).
         """
+        thresholds = model_thresholds(model_name, checkpoint_dir)
         onnx_dir = onnx_dir or environment.default_onnx_dir()
         engines = load_engines(model_name, checkpoint_dir, runtime, onnx_dir, threads)
         detector = FaceDetector(
             min_face_size=min_face_size, max_side=detect_max_side, nets=engines.mtcnn
         )
-        return cls(model_name, engines.embedder, detector, max_pixels, engines.runtime)
+        return cls(
+            model_name, engines.embedder, detector, max_pixels, engines.runtime, thresholds
+        )
 
     def decode(
         self, source: ImageSource, field: str = "image", timings: Timings | None = None
@@ -245,7 +253,7 @@ class Verifier:
     def threshold_for(self, metric: str, threshold: float | None = None) -> float:
         if threshold is not None:
             return float(threshold)
-        calibrated = default_threshold(self.model_name, metric)
+        calibrated = self.thresholds.threshold(metric)
         if calibrated is None:
             raise NoThresholdError(
                 f"model {self.model_name} has no calibrated {metric} threshold; pass one, or "

@@ -1,16 +1,21 @@
-"""Decision thresholds: fitting them on labelled pairs, and the committed calibrated table.
+"""Decision thresholds: fitting them on labelled pairs, and the calibrated tables.
 
-``thresholds.json`` is written by ``python -m evaluation.calibrate`` (LFW View 1 DevTrain through
-this same pipeline); never edit it by hand.
+``thresholds.json`` beside this module is written by ``python -m evaluation.calibrate`` (LFW
+View 1 DevTrain through this same pipeline); never edit it by hand. A checkpoint folder may hold
+a ``thresholds.json`` of its own, in the same format (``python -m training.train`` writes one,
+fitted on its validation pairs); for the models it lists, it wins over the committed table,
+since a trained model's distances are not the released weights'.
 """
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
+BESIDE_CHECKPOINT = "thresholds.json"
 
 
 @cache
@@ -20,10 +25,42 @@ def calibrated_table(path: Path = THRESHOLDS_FILE) -> dict:
     return json.loads(path.read_text())
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """One model's calibrated thresholds by metric, and the file they came from."""
+
+    model: str
+    by_metric: dict
+    source: Path | None  # None: no table knows the model
+
+    def threshold(self, metric: str) -> float | None:
+        entry = self.by_metric.get(metric)
+        return None if entry is None else float(entry["threshold"])
+
+
+def model_thresholds(model: str, checkpoint_dir: str | Path | None = None) -> Thresholds:
+    """``model``'s thresholds: from ``checkpoint_dir/thresholds.json`` when it lists the model,
+    else from the committed table. An unreadable file beside the checkpoint raises ValueError
+    naming it, so a typo never silently serves the released weights' thresholds."""
+    if checkpoint_dir is not None:
+        beside = Path(checkpoint_dir) / BESIDE_CHECKPOINT
+        if beside.is_file():
+            try:
+                entries = json.loads(beside.read_text())["models"].get(model)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(
+                    f"{beside} is not a thresholds table like {THRESHOLDS_FILE.name} "
+                    f"({type(exc).__name__}: {exc}); fix or remove it"
+                ) from None
+            if entries:
+                return Thresholds(model, entries, beside)
+    entries = calibrated_table()["models"].get(model)
+    return Thresholds(model, entries or {}, THRESHOLDS_FILE if entries else None)
+
+
 def default_threshold(model: str, metric: str) -> float | None:
-    """The calibrated threshold for ``model`` and ``metric``, or None when never calibrated."""
-    entry = calibrated_table()["models"].get(model, {}).get(metric)
-    return None if entry is None else float(entry["threshold"])
+    """The committed calibrated threshold for ``model`` and ``metric``, or None."""
+    return model_thresholds(model).threshold(metric)
 
 
 def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
