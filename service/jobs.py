@@ -18,7 +18,6 @@ class JobOptions:
 
     metric: str = "cosine"
     threshold: float | None = None
-    far: float | None = None
     return_crops: bool = False
     max_faces: int = 1
 
@@ -29,9 +28,7 @@ def job_options(options: object) -> JobOptions:
 
 
 def verify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
-    result = verifier.verify(
-        images["image1"], images["image2"], options.metric, options.threshold, far=options.far
-    )
+    result = verifier.verify(images["image1"], images["image2"], options.metric, options.threshold)
     return verification_answer(result, return_crops=options.return_crops)
 
 

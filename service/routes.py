@@ -37,8 +37,7 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 @router.post(
     "/verify",
     response_model=VerifyResponse,
-    # Unset, not None: a crop nobody asked for is left out, an uncalibrated far is null.
-    response_model_exclude_unset=True,
+    response_model_exclude_none=True,
     responses=ERROR_RESPONSES,
     summary="Do two photos show the same person?",
     openapi_extra=request_body(VerifyForm, VerifyJSON),

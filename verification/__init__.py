@@ -8,7 +8,6 @@ from verification.errors import (
     InvalidImageError,
     NoFaceError,
     NoThresholdError,
-    ThresholdOptionError,
     UnknownMetricError,
 )
 from verification.pipeline import (
@@ -28,7 +27,6 @@ __all__ = [
     "Metric",
     "NoFaceError",
     "NoThresholdError",
-    "ThresholdOptionError",
     "Timings",
     "UnknownMetricError",
     "Verification",

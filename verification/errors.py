@@ -10,7 +10,6 @@ __all__ = [
     "InvalidImageError",
     "NoFaceError",
     "NoThresholdError",
-    "ThresholdOptionError",
     "UnknownMetricError",
 ]
 
@@ -25,7 +24,3 @@ class UnknownMetricError(InputError):
 
 class NoThresholdError(InputError):
     """No calibrated threshold exists for this model and metric, and none was given."""
-
-
-class ThresholdOptionError(InputError):
-    """``far`` is not a calibrated rate, or it was given together with ``threshold``."""
