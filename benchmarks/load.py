@@ -36,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.server import free_port, stop, tail, tree_memory_mb
-from benchmarks.sets import checkpoint_dir, photos_dir, portrait_paths, rotating_pairs
+from benchmarks.sets import checkpoint_dir, portrait_paths, rotating_pairs
 from benchmarks.stats import summarize
-from environment import REPO
+from environment import REPO, photos_dir
 
 DEFAULT_CLIENTS = 32
 DEFAULT_REQUESTS = 200

@@ -26,10 +26,6 @@ class ImageSet:
     pairs: list[Pair]
 
 
-def photos_dir() -> Path:
-    return environment.photos_dir()
-
-
 def checkpoint_dir() -> Path:
     """$EDGEFACE_CHECKPOINT_DIR, else the real weights in ``../shared/checkpoints``."""
     return Path(environment.value(environment.CHECKPOINT_DIR) or environment.SHARED / "checkpoints")

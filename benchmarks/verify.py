@@ -35,10 +35,9 @@ from benchmarks.sets import (
     build_sets,
     checkpoint_dir,
     office_paths,
-    photos_dir,
 )
 from benchmarks.stats import ratio, summarize
-from environment import REPO
+from environment import REPO, photos_dir
 from verification import Verification, Verifier, default_threshold
 from verification.runtime import RUNTIMES
 

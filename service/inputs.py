@@ -16,12 +16,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from service.errors import InvalidBase64Error, InvalidJSONError
+from service.jobs import Images
 from verification import ImageTooLargeError
 
 Options = TypeVar("Options", bound=BaseModel)
 Form = TypeVar("Form", bound=BaseModel)
 Body = TypeVar("Body", bound=BaseModel)
-Images = dict[str, bytes]
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"

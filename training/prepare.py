@@ -17,7 +17,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,15 +124,14 @@ def prepare(
         "face": face,
         "fallback": fallback,
         "model_for_detection": model,
-        "failed": [{"image": str(o.source), "reason": o.error} for o in sorted_outcomes(failures)],
+        "failed": [
+            {"image": str(o.source), "reason": o.error}
+            for o in sorted(failures, key=lambda o: str(o.source))
+        ],
     }
     dst.mkdir(parents=True, exist_ok=True)
     (dst / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def sorted_outcomes(outcomes: Sequence[Outcome]) -> Iterator[Outcome]:
-    return iter(sorted(outcomes, key=lambda o: str(o.source)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
