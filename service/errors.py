@@ -18,6 +18,7 @@ from verification import (
     InvalidImageError,
     NoFaceError,
     NoThresholdError,
+    ThresholdOptionError,
     UnknownMetricError,
 )
 
@@ -40,6 +41,7 @@ STATUS_AND_CODE: dict[type[InputError], tuple[int, str]] = {
     NoFaceError: (422, "no_face"),
     UnknownMetricError: (422, "unknown_metric"),
     NoThresholdError: (422, "no_threshold"),
+    ThresholdOptionError: (422, "invalid_request"),
 }
 
 

@@ -18,6 +18,7 @@ class JobOptions:
 
     metric: str = "cosine"
     threshold: float | None = None
+    far: float | None = None
     return_crops: bool = False
     max_faces: int = 1
 
@@ -28,7 +29,9 @@ def job_options(options: object) -> JobOptions:
 
 
 def verify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
-    result = verifier.verify(images["image1"], images["image2"], options.metric, options.threshold)
+    result = verifier.verify(
+        images["image1"], images["image2"], options.metric, options.threshold, far=options.far
+    )
     return verification_answer(result, return_crops=options.return_crops)
 
 

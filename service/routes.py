@@ -37,7 +37,8 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 @router.post(
     "/verify",
     response_model=VerifyResponse,
-    response_model_exclude_none=True,
+    # Unset, not None: a crop nobody asked for is left out, an uncalibrated far is null.
+    response_model_exclude_unset=True,
     responses=ERROR_RESPONSES,
     summary="Do two photos show the same person?",
     openapi_extra=request_body(VerifyForm, VerifyJSON),

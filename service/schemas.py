@@ -7,9 +7,10 @@ base64 strings) with the same options. Responses validate the dicts of ``verific
 from typing import Annotated, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from verification import Metric
+from verification.thresholds import FARS
 
 IMAGE_FORMATS = "JPEG, PNG, WebP, BMP, TIFF, GIF"
 BASE64_IMAGE = (
@@ -43,8 +44,34 @@ FormThresholdOption = Annotated[
 ]
 
 
+def _calibrated_far(value: float | None) -> float | None:
+    if value is None:
+        return None
+    match = next((far for far in FARS if abs(far - value) <= 1e-9 * far), None)
+    if match is None:
+        raise ValueError(f"far must be one of {', '.join(f'{far:g}' for far in FARS)}")
+    return match
+
+
+FAR_DESCRIPTION = (
+    "instead of threshold: use the threshold calibrated at this false-match rate (share of "
+    "different-person pairs accepted, measured on LFW DevTrain)"
+)
+FarOption = Annotated[
+    float | None,
+    AfterValidator(_calibrated_far),
+    Field(description=FAR_DESCRIPTION, json_schema_extra={"enum": [*FARS, None]}),
+]
+FormFarOption = Annotated[
+    FarOption,
+    BeforeValidator(_blank_is_absent),
+    WithJsonSchema({"type": "number", "enum": list(FARS), "description": FAR_DESCRIPTION}),
+]
+
+
 def _no_null_default(schema: dict) -> None:
     schema["properties"]["threshold"].pop("default", None)
+    schema["properties"]["far"].pop("default", None)
 
 
 ReturnCrops = Annotated[bool, Field(description="add each aligned face crop as a base64 PNG")]
@@ -60,6 +87,7 @@ class VerifyForm(BaseModel):
     image2: UploadFile = Field(description="second photo")
     metric: MetricOption = "cosine"
     threshold: FormThresholdOption = None
+    far: FormFarOption = None
     return_crops: ReturnCrops = False
 
 
@@ -72,6 +100,7 @@ class VerifyJSON(BaseModel):
     image2: str = Field(description="second photo, as image1")
     metric: MetricOption = "cosine"
     threshold: ThresholdOption = None
+    far: FarOption = None
     return_crops: ReturnCrops = False
 
 
@@ -120,6 +149,10 @@ class VerifyResponse(BaseModel):
     match: bool = Field(description="true when distance <= threshold")
     distance: float
     threshold: float
+    far: float | None = Field(
+        description="the false-match rate the threshold stands for on LFW DevTrain (for the "
+        "default threshold, its measured rate); null for a threshold the caller gave"
+    )
     metric: Metric
     model: str
     image1: FaceInfo

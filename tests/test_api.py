@@ -1,5 +1,6 @@
 """The real HTTP service on a loopback port: answers on real photos and every bad-input case."""
 
+import base64
 import io
 import itertools
 import subprocess
@@ -51,6 +52,10 @@ def client(server):
 
 def photo(photos_dir, stem: str) -> bytes:
     return (photos_dir / f"{stem}.jpg").read_bytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def png(array: np.ndarray) -> bytes:
@@ -191,6 +196,33 @@ def test_empty_threshold_field_means_the_calibrated_one(client, photos_dir):
     response = post_verify(client, image, image, threshold="")
     assert response.status_code == 200, response.text
     assert response.json()["threshold"] == default
+
+
+def test_every_answer_says_which_far_its_threshold_stands_for(client, photos_dir):
+    from verification.thresholds import model_thresholds
+
+    table = model_thresholds("edgeface_s_gamma_05")
+    first, second = photo(photos_dir, "002_3a2ef5df"), photo(photos_dir, "011_7b37bf1f")
+    default = post_verify(client, first, second).json()
+    assert default["threshold"] == table.threshold("cosine")
+    assert default["far"] == table.far("cosine") and 0 < default["far"] < 0.01
+    strict = post_verify(client, first, second, far="1e-5").json()
+    assert strict["far"] == 1e-5 and strict["threshold"] == table.at_far("cosine", 1e-5)
+    assert strict["threshold"] < table.at_far("cosine", 1e-2) < 1
+    as_json = client.post(
+        "/verify", json={"image1": b64(first), "image2": b64(second), "far": 0.0001}
+    ).json()
+    assert as_json["far"] == 1e-4 and as_json["threshold"] == table.at_far("cosine", 1e-4)
+    custom = post_verify(client, first, second, threshold="0.5").json()
+    assert custom["threshold"] == 0.5 and custom["far"] is None and "crop" not in custom["image1"]
+
+
+@pytest.mark.parametrize(
+    "fields", [{"far": "0.05"}, {"far": "abc"}, {"far": "1e-4", "threshold": "0.5"}]
+)
+def test_an_uncalibrated_far_or_far_with_threshold_is_422(client, photos_dir, fields):
+    image = photo(photos_dir, "005_02ab3a1b")
+    assert_error(post_verify(client, image, image, **fields), 422, "far")
 
 
 def test_missing_image_is_422(client, photos_dir):

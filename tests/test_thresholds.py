@@ -41,7 +41,7 @@ def test_the_verifier_and_the_server_use_the_table_beside_the_checkpoint(
     own_folder, onnx_cache, photos_dir
 ):
     verifier = Verifier.load("edgeface_xxs_q", own_folder, onnx_dir=onnx_cache)
-    assert verifier.threshold_for("cosine") == 0.5
+    assert verifier.operating_point("cosine").threshold == 0.5
     files = {
         f"image{i}": (f"{stem}.jpg", (photos_dir / f"{stem}.jpg").read_bytes(), "image/jpeg")
         for i, stem in enumerate(("002_3a2ef5df", "011_7b37bf1f"), start=1)

@@ -8,6 +8,7 @@ from verification.errors import (
     InvalidImageError,
     NoFaceError,
     NoThresholdError,
+    ThresholdOptionError,
     UnknownMetricError,
 )
 from verification.pipeline import (
@@ -27,6 +28,7 @@ __all__ = [
     "Metric",
     "NoFaceError",
     "NoThresholdError",
+    "ThresholdOptionError",
     "Timings",
     "UnknownMetricError",
     "Verification",

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--threshold", type=threshold_value, help="default: calibrated for model and metric"
     )
+    verify.add_argument(
+        "--far",
+        type=float,
+        help="use the threshold calibrated at this false-match rate (1e-2, 1e-3, 1e-4, 1e-5)",
+    )
     embed = commands.add_parser("embed", parents=[common], help="embed every face of a photo")
     embed.add_argument("image", type=Path)
     embed.add_argument(
@@ -87,7 +92,9 @@ def run(args: argparse.Namespace) -> Answer:
     if args.command == "verify":
         images = read_image(args.image1, "image1"), read_image(args.image2, "image2")
         verifier = load_verifier(args)
-        result = verifier.verify(*images, metric=args.metric, threshold=args.threshold)
+        result = verifier.verify(
+            *images, metric=args.metric, threshold=args.threshold, far=args.far
+        )
         return verification_answer(result, return_crops=args.return_crops)
     image = read_image(args.image, "image")
     verifier = load_verifier(args)

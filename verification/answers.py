@@ -59,6 +59,7 @@ def verification_answer(result: Verification, return_crops: bool = False) -> Ans
         "match": result.match,
         "distance": round(result.distance, 6),
         "threshold": result.threshold,
+        "far": result.far,
         "metric": result.metric,
         "model": result.model,
         "image1": face_answer(first, face_count=True, crop=return_crops),

@@ -42,3 +42,19 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
         return 1.0 - cos
     return np.arccos(cos) / np.pi
 
+
+
+def distance_matrix(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """Distance between every row of ``a`` and every row of ``b`` (same metrics as above)."""
+    check_metric(metric)
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if metric == "euclidean":
+        squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(squared, 0.0))
+    cos = np.clip(l2_normalize(a) @ l2_normalize(b).T, -1.0, 1.0)
+    if metric == "cosine":
+        return 1.0 - cos
+    if metric == "euclidean_l2":
+        return np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0))
+    return np.arccos(cos) / np.pi

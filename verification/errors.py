@@ -10,6 +10,7 @@ __all__ = [
     "InvalidImageError",
     "NoFaceError",
     "NoThresholdError",
+    "ThresholdOptionError",
     "UnknownMetricError",
 ]
 
@@ -24,3 +25,7 @@ class UnknownMetricError(InputError):
 
 class NoThresholdError(InputError):
     """No calibrated threshold exists for this model and metric, and none was given."""
+
+
+class ThresholdOptionError(InputError):
+    """``far`` is not a calibrated rate, or it was given together with ``threshold``."""

@@ -30,9 +30,9 @@ from face_alignment import (
 )
 from verification.distances import check_metric, pairwise_distances
 from verification.embedding import Embedder, embed_crops, normalized
-from verification.errors import NoFaceError, NoThresholdError
+from verification.errors import NoFaceError, NoThresholdError, ThresholdOptionError
 from verification.runtime import load_engines
-from verification.thresholds import Thresholds, model_thresholds
+from verification.thresholds import FARS, Thresholds, model_thresholds
 
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
@@ -89,9 +89,19 @@ class FaceEmbedding:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """A decision threshold and the false-match rate it stands for (None: not calibrated,
+    e.g. a threshold the caller chose)."""
+
+    threshold: float
+    far: float | None
+
+
+@dataclass(frozen=True)
 class Verification:
     distance: float
     threshold: float
+    far: float | None  # the false-match rate the threshold stands for, when calibrated
     match: bool
     metric: str
     model: str
@@ -250,9 +260,28 @@ class Verifier:
         """Every face in one image, largest first, at most ``max_faces`` of them (0: all)."""
         return self.embed_images([source], [field], "largest", max_faces, timings=timings)[0]
 
-    def threshold_for(self, metric: str, threshold: float | None = None) -> float:
+    def operating_point(
+        self, metric: str, threshold: float | None = None, far: float | None = None
+    ) -> OperatingPoint:
+        """The caller's ``threshold``; else the calibrated one at false-match rate ``far`` (one
+        of ``FARS``); else the calibrated best-accuracy threshold with its measured FAR."""
+        if threshold is not None and far is not None:
+            raise ThresholdOptionError("give threshold or far, not both", "far")
         if threshold is not None:
-            return float(threshold)
+            return OperatingPoint(float(threshold), None)
+        if far is not None:
+            calibrated = next((f for f in FARS if abs(f - far) <= 1e-9 * f), None)
+            if calibrated is None:
+                rates = ", ".join(f"{f:g}" for f in FARS)
+                raise ThresholdOptionError(f"far must be one of {rates}, not {far:g}", "far")
+            at_far = self.thresholds.at_far(metric, calibrated)
+            if at_far is None:
+                raise NoThresholdError(
+                    f"model {self.model_name} has no {metric} threshold calibrated at FAR "
+                    f"{calibrated:g}; calibrate it with python -m evaluation.calibrate",
+                    "far",
+                )
+            return OperatingPoint(at_far, calibrated)
         calibrated = self.thresholds.threshold(metric)
         if calibrated is None:
             raise NoThresholdError(
@@ -260,7 +289,7 @@ class Verifier:
                 f"calibrate it with python -m evaluation.calibrate",
                 "threshold",
             )
-        return calibrated
+        return OperatingPoint(calibrated, self.thresholds.far(metric))
 
     def verify(
         self,
@@ -269,14 +298,16 @@ class Verifier:
         metric: str = "cosine",
         threshold: float | None = None,
         face: FaceChoice = "largest",
+        far: float | None = None,
     ) -> Verification:
         """Decide whether two images show the same person (``distance <= threshold``).
 
-        ``timings`` of the result holds the seconds spent per stage (decode, detect, align,
-        embed), summed over both images.
+        The threshold is ``threshold``, else the calibrated one at ``far``, else the calibrated
+        default (``operating_point``). ``timings`` of the result holds the seconds spent per
+        stage (decode, detect, align, embed), summed over both images.
         """
         check_metric(metric)
-        limit = self.threshold_for(metric, threshold)
+        point = self.operating_point(metric, threshold, far)
         timings: Timings = {}
         first, second = self.represent_many(
             [image1, image2], ["image1", "image2"], face, timings=timings
@@ -284,8 +315,9 @@ class Verifier:
         dist = float(pairwise_distances(first.embedding, second.embedding, metric)[0])
         return Verification(
             distance=dist,
-            threshold=limit,
-            match=dist <= limit,
+            threshold=point.threshold,
+            far=point.far,
+            match=dist <= point.threshold,
             metric=metric,
             model=self.model_name,
             faces=(first, second),

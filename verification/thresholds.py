@@ -16,6 +16,16 @@ import numpy as np
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 BESIDE_CHECKPOINT = "thresholds.json"
+# The false-match rates the calibration gives thresholds for (operating points), and the one a
+# gallery identifies at by default: with N people enrolled an unknown face is falsely identified
+# at roughly N times the 1:1 rate (README, Gallery).
+FARS = (1e-2, 1e-3, 1e-4, 1e-5)
+IDENTIFY_FAR = 1e-4
+
+
+def far_key(far: float) -> str:
+    """How a FAR is written in the tables: ``1e-04``."""
+    return f"{far:.0e}"
 
 
 @cache
@@ -34,8 +44,19 @@ class Thresholds:
     source: Path | None  # None: no table knows the model
 
     def threshold(self, metric: str) -> float | None:
+        """The best-accuracy threshold (the default of /verify), or None."""
         entry = self.by_metric.get(metric)
         return None if entry is None else float(entry["threshold"])
+
+    def far(self, metric: str) -> float | None:
+        """The false-match rate measured at the best-accuracy threshold, or None."""
+        entry = self.by_metric.get(metric) or {}
+        return entry.get("far")
+
+    def at_far(self, metric: str, far: float) -> float | None:
+        """The threshold with false-match rate ``far`` (one of ``FARS``), or None."""
+        point = (self.by_metric.get(metric) or {}).get("at_far", {}).get(far_key(far))
+        return None if point is None else float(point["threshold"])
 
 
 def model_thresholds(model: str, checkpoint_dir: str | Path | None = None) -> Thresholds:
