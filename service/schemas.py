@@ -69,9 +69,15 @@ FormFarOption = Annotated[
 ]
 
 
+def _threshold_or_far(schema: dict) -> None:
+    # The document says what the server enforces: at most one of the two.
+    schema["not"] = {"required": ["threshold", "far"]}
+
+
 def _no_null_default(schema: dict) -> None:
     schema["properties"]["threshold"].pop("default", None)
     schema["properties"]["far"].pop("default", None)
+    _threshold_or_far(schema)
 
 
 ReturnCrops = Annotated[bool, Field(description="add each aligned face crop as a base64 PNG")]
@@ -94,7 +100,7 @@ class VerifyForm(BaseModel):
 class VerifyJSON(BaseModel):
     """application/json body of POST /verify."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_threshold_or_far)
 
     image1: str = Field(description=f"first photo: {BASE64_IMAGE}")
     image2: str = Field(description="second photo, as image1")
