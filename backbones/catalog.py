@@ -76,6 +76,13 @@ MODELS: dict[str, ModelInfo] = {
             "edgeface_xxs_q", "edgenext_xx_small",
             sha256="46be7cc7e8d6e23501c0627fe5fbef101922ee9b85ccbef476987ab1a320b053",
         ),
+        # Not released: made here by python -m training.compress from a full-rank or LoRALin
+        # teacher (SVD, then distillation); the rows give the checkpoints a name to be served by.
+        ModelInfo("edgeface_xs_gamma_02", "edgenext_x_small", gamma=0.2, published=False),
+        ModelInfo("edgeface_xs_gamma_04", "edgenext_x_small", gamma=0.4, published=False),
+        ModelInfo("edgeface_xs_gamma_08", "edgenext_x_small", gamma=0.8, published=False),
+        ModelInfo("edgeface_s_gamma_02", "edgenext_small", gamma=0.2, published=False),
+        ModelInfo("edgeface_s_gamma_03", "edgenext_small", gamma=0.3, published=False),
     )
 }  # fmt: skip
 

@@ -11,6 +11,7 @@ from backbones import (
     MODELS,
     CheckpointError,
     LoRALin,
+    build_model,
     count_parameters,
     get_model,
     load_model,
@@ -29,8 +30,22 @@ def test_parameter_counts(name):
     info = MODELS[name]
     if info.params_m is not None:
         assert params / 1e6 == pytest.approx(info.params_m, rel=0.01)
-    else:
+    elif name in EXACT_Q_PARAMS:
         assert params == EXACT_Q_PARAMS[name]
+    if info.gamma is not None:
+        assert params == rank_rule_count(info.backbone, info.gamma)
+
+
+def rank_rule_count(backbone: str, gamma: float) -> int:
+    """The full-rank model's count with each replaced Linear's in*out weights swapped for the
+    rule's rank * (in + out), max(2, int(min(in, out) * gamma)), counted independently."""
+    full = build_model(backbone)
+    count = count_parameters(full)
+    for name, layer in full.named_modules():
+        if isinstance(layer, torch.nn.Linear) and name.rsplit(".", 1)[-1] != "head":
+            rank = max(2, int(min(layer.in_features, layer.out_features) * gamma))
+            count += rank * (layer.in_features + layer.out_features) - layer.weight.numel()
+    return count
 
 
 def test_state_dict_keys_are_prefixed_like_official_files():

@@ -1,0 +1,209 @@
+"""LoRALin compression measured: SVD alone and after distillation, for several gammas.
+
+    python -m benchmarks.compression --crops CROPS_DEV CROPS_TRAIN --lfw LFW_DEV --out DIR \\
+        [--rows xs:0.6 xs:0.2 s:0.3 ...] [--epochs 4] [--json PATH]
+
+For each row (a teacher of the model table and a gamma) it builds the SVD-initialised student
+(``training.compress``), measures parameters, MFLOPs (``torch.utils.flop_counter``, counted as the
+paper counts them) and ONNX Runtime milliseconds per face on one thread, then the best-
+threshold accuracy on LFW View 1 DevTest pairs after SVD alone, distils the student on every crop
+of people outside DevTest, and measures the accuracy again. Accuracy is computed on the DevTest
+crops that ``python -m training.prepare --face center`` wrote, which are the crops the service
+embeds for those images; ``python -m evaluation.lfw --checkpoint-dir DIR/<row>`` gives the full
+pipeline's figure for any distilled checkpoint.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import environment
+from backbones.catalog import model_info
+from backbones.checkpoints import load_model
+from backbones.edgeface import count_parameters
+from evaluation.pairs import read_pairs
+from face_alignment.networks import onnx_session
+from training.compress import (
+    compressed_model,
+    distill,
+    embed,
+    find_crops,
+    identities_in,
+    read_crops,
+    student_name,
+    teacher_targets,
+)
+from verification.export import export_network
+from verification.thresholds import best_threshold
+
+TEACHERS = {"xs": "edgeface_xs_q", "s": "edgeface_s_gamma_05"}
+DEFAULT_ROWS = ("xs:0.6", "xs:0.2", "xs:0.4", "xs:0.8", "s:0.2", "s:0.3")
+
+
+def mflops(model: torch.nn.Module) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, 112, 112))
+    # Two per multiply-add, as the paper counts: S 306, XS gamma 0.6 154, XXS 95 MFLOPs.
+    return counter.get_total_flops() / 1e6
+
+
+def onnx_ms_per_face(model: torch.nn.Module, runs: int = 30) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_network(model, Path(folder) / "m.onnx", (1, 3, 112, 112), ["embedding"], {})
+        session = onnx_session(path, threads=1)
+        face = np.random.default_rng(0).uniform(-1, 1, (1, 3, 112, 112)).astype(np.float32)
+        for _ in range(5):
+            session.run(None, {"input": face})
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            session.run(None, {"input": face})
+            times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+class DevTest:
+    """LFW View 1 DevTest pairs over the prepared crops."""
+
+    def __init__(self, lfw: Path, crops: Path) -> None:
+        pairs = read_pairs(lfw / "pairsDevTest.txt", lfw / "images", check_files=False)
+
+        def crop(path: Path) -> Path:
+            return crops / path.parent.name / f"{path.stem}.png"
+
+        kept = [p for p in pairs if crop(p.first).is_file() and crop(p.second).is_file()]
+        paths = sorted({crop(p.first) for p in kept} | {crop(p.second) for p in kept})
+        index = {p: i for i, p in enumerate(paths)}
+        self.first = np.array([index[crop(p.first)] for p in kept])
+        self.second = np.array([index[crop(p.second)] for p in kept])
+        self.same = np.array([p.same for p in kept])
+        self.crops = read_crops(paths)
+        self.pairs, self.missing = len(kept), len(pairs) - len(kept)
+
+    def accuracy(self, model: torch.nn.Module) -> float:
+        embeddings = embed(model, self.crops).numpy()
+        distances = 1 - (embeddings[self.first] * embeddings[self.second]).sum(1)
+        return best_threshold(distances, self.same)[1]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compression", description=__doc__)
+    parser.add_argument(
+        "--crops",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of training.prepare crops; the first holds LFW View 1's",
+    )
+    parser.add_argument(
+        "--lfw", type=Path, default=None, help="LFW View 1 (default $EDGEFACE_LFW_DIR)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="where the students go")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=list(DEFAULT_ROWS),
+        help="TEACHER:GAMMA with TEACHER one of " + ", ".join(TEACHERS),
+    )
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    lfw = args.lfw or environment.lfw_dir()
+    checkpoints = environment.checkpoint_dir(args.checkpoint_dir)
+    devtest = DevTest(lfw, args.crops[0])
+    exclude = identities_in(lfw / "pairsDevTest.txt")
+    paths = find_crops(args.crops, exclude)
+    crops = read_crops(paths)
+    print(
+        f"DevTest: {devtest.pairs} pairs ({devtest.missing} without a crop); distillation: "
+        f"{len(crops)} crops, DevTest's {len(exclude)} people left out",
+        flush=True,
+    )
+    results = {"devtest_pairs": devtest.pairs, "distill_crops": len(crops), "rows": []}
+    teachers: dict[str, tuple] = {}
+    for row in args.rows:
+        key, gamma = row.split(":")
+        teacher_name = TEACHERS[key]
+        if teacher_name not in teachers:
+            teacher = load_model(teacher_name, checkpoints)
+            started = time.perf_counter()
+            targets = teacher_targets(teacher, crops)
+            teachers[teacher_name] = (teacher, targets, time.perf_counter() - started)
+            results["rows"].append(
+                {
+                    "model": teacher_name,
+                    "gamma": model_info(teacher_name).gamma,
+                    "parameters": count_parameters(teacher),
+                    "mflops": mflops(teacher),
+                    "onnx_ms": onnx_ms_per_face(teacher),
+                    "accuracy": devtest.accuracy(teacher),
+                }
+            )
+            print(json.dumps(results["rows"][-1]), flush=True)
+        teacher, targets, _ = teachers[teacher_name]
+        name = student_name(teacher_name, float(gamma))
+        student = compressed_model(teacher, name)
+        record = {
+            "model": name,
+            "teacher": teacher_name,
+            "gamma": float(gamma),
+            "parameters": count_parameters(student),
+            "mflops": mflops(student),
+            "onnx_ms": onnx_ms_per_face(student),
+            "svd_accuracy": devtest.accuracy(student),
+        }
+        started = time.perf_counter()
+        distill(student, crops, targets, args.epochs, args.batch_size, args.lr)
+        record["distill_seconds"] = time.perf_counter() - started
+        record["epochs"] = args.epochs
+        record["accuracy"] = devtest.accuracy(student)
+        (args.out / name).mkdir(parents=True, exist_ok=True)
+        torch.save(student.state_dict(), args.out / name / model_info(name).checkpoint_file)
+        results["rows"].append(record)
+        print(json.dumps(record), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results["rows"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [
+        "| model | from | gamma | parameters | MFLOPs | ONNX ms/face | SVD alone | distilled "
+        "| distillation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        svd = f"{r['svd_accuracy']:.1%}" if "svd_accuracy" in r else "-"
+        took = (
+            f"{r['distill_seconds'] / 60:.0f} min, {r['epochs']} epochs" if "epochs" in r else "-"
+        )
+        lines.append(
+            f"| `{r['model']}` | {r.get('teacher', '(teacher)')} | {r['gamma']} "
+            f"| {r['parameters'] / 1e6:.2f} M | {r['mflops']:.0f} | {r['onnx_ms']:.1f} | {svd} "
+            f"| {r['accuracy']:.1%} | {took} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""training.compress: SVD initialisation of LoRALin students and distillation, on real weights."""
+
+import json
+
+import httpx
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from backbones import (
+    LoRALin,
+    build_model,
+    count_parameters,
+    get_model,
+    load_model,
+    read_state_dict,
+)
+from backbones.checkpoints import load_state_dict_strict
+from tests.server import started_server
+from training.compress import (
+    compressed_model,
+    dense_weight,
+    identities_in,
+    main,
+    student_name,
+    svd_factors,
+    svd_student,
+)
+from verification import Verifier
+
+STUDENT = "edgeface_xs_gamma_06"
+
+
+def test_full_rank_svd_reproduces_the_layer():
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 384)
+    first, second = svd_factors(layer.weight, 96)
+    pair = LoRALin(96, 384, 96)
+    with torch.no_grad():
+        pair.linear1.weight.copy_(first)
+        pair.linear2.weight.copy_(second)
+        pair.linear2.bias.copy_(layer.bias)
+    x = torch.randn(32, 96)
+    torch.testing.assert_close(pair(x), layer(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rank", [2, 17, 60])
+def test_truncation_error_is_the_discarded_singular_values(rank):
+    torch.manual_seed(1)
+    weight = torch.randn(192, 96) @ torch.diag(torch.linspace(3, 0.1, 96))
+    first, second = svd_factors(weight, rank)
+    singular = torch.linalg.svdvals(weight.double())
+    error = torch.linalg.matrix_norm((weight - second @ first).double())
+    # Eckart-Young: no rank-r matrix is closer, and this one is exactly that far.
+    assert float(error) == pytest.approx(float(singular[rank:].norm()), rel=1e-5)
+    assert first.shape == (rank, 96) and second.shape == (192, rank)
+
+
+@pytest.fixture(scope="module")
+def teacher(checkpoint_dir):
+    return load_model("edgeface_xs_q", checkpoint_dir)
+
+
+def test_student_has_the_tables_architecture_and_counts(teacher):
+    assert student_name("edgeface_xs_q", 0.6) == STUDENT
+    student = compressed_model(teacher, STUDENT)
+    assert count_parameters(student) == count_parameters(get_model(STUDENT))
+    assert count_parameters(student) < count_parameters(teacher)
+    # Weights outside the low-rank pairs are the teacher's.
+    teacher_state = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        if "linear1" not in key and "linear2" not in key:
+            torch.testing.assert_close(value, teacher_state[key], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="no row"):
+        student_name("edgeface_xs_q", 0.55)
+
+
+def test_full_rank_student_is_the_teacher(teacher):
+    # gamma 1.0: every pair at full rank, so the whole network must give the teacher's output.
+    student = svd_student(teacher, build_model("edgenext_x_small", gamma=1.0)).eval()
+    x = torch.randn(4, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(student(x), teacher(x), atol=1e-4, rtol=1e-4)
+
+
+def test_lowrank_teacher_is_compressed_through_its_product(checkpoint_dir):
+    teacher = load_model("edgeface_s_gamma_05", checkpoint_dir)
+    student = compressed_model(teacher, student_name("edgeface_s_gamma_05", 0.3))
+    name, pair = next((n, m) for n, m in student.named_modules() if isinstance(m, LoRALin))
+    weight, _ = dense_weight(teacher.get_submodule(name))
+    approx, _ = dense_weight(pair)
+    rank = pair.linear1.out_features
+    singular = torch.linalg.svdvals(weight.detach().double())
+    error = torch.linalg.matrix_norm((weight - approx).detach().double())
+    assert float(error) == pytest.approx(float(singular[rank:].norm()), rel=1e-4)
+
+
+def test_identities_come_from_people_and_pairs_files(tmp_path):
+    people = tmp_path / "people.txt"
+    people.write_text("2\nAJ_Cook\t1\nAaron_Eckhart\t3\n")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\nAbel_Pacheco\t1\t4\nAkhmed_Zakayev\t1\tAdel_Al-Jubeir\t1\n")
+    assert identities_in(people) == {"AJ_Cook", "Aaron_Eckhart"}
+    assert identities_in(pairs) == {"Abel_Pacheco", "Akhmed_Zakayev", "Adel_Al-Jubeir"}
+
+
+@pytest.fixture(scope="module")
+def crops_dir(lfw_dir, verifier, tmp_path_factory):
+    """Real crops, the service's own, of DevTrain people with several images."""
+    root = tmp_path_factory.mktemp("crops")
+    images = lfw_dir / "images"
+    people = [p for p in sorted(images.iterdir()) if len(list(p.iterdir())) >= 3][:16]
+    for person in people:
+        (root / person.name).mkdir()
+        for image in sorted(person.iterdir())[:3]:
+            crop = verifier.faces_in(image, "image", face="center").crops[0]
+            Image.fromarray(crop).save(root / person.name / f"{image.stem}.png")
+    return root
+
+
+def test_distillation_lowers_the_distance_and_serves(checkpoint_dir, lfw_dir, crops_dir, tmp_path):
+    out = tmp_path / "out"
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text(f"{sorted(p.name for p in crops_dir.iterdir())[0]}\t3\n")
+    argv = ["--teacher", "edgeface_xs_q", "--gamma", "0.6", "--data", str(crops_dir)]
+    argv += ["--out", str(out), "--epochs", "3", "--batch-size", "12", "--held-out", "0.25"]
+    argv += ["--lr", "1e-3", "--exclude-people", str(excluded)]
+    argv += ["--checkpoint-dir", str(checkpoint_dir), "--threads", "2"]
+    assert main(argv) == 0
+
+    report = json.loads((out / "compress.json").read_text())
+    assert report["crops"] == 45 and report["excluded_identities"] == 1
+    assert report["student"] == STUDENT and len(report["history"]) == 3
+    assert report["final_cosine"] < report["svd_cosine"]
+    assert (out / "compress.png").stat().st_size > 0
+    state = read_state_dict(out / f"{STUDENT}.pt", STUDENT)
+    load_state_dict_strict(get_model(STUDENT), state, out / f"{STUDENT}.pt")
+
+    # Served as it is, by the model table's name, giving the distance these weights give.
+    person = sorted(p for p in (lfw_dir / "images").iterdir() if len(list(p.iterdir())) >= 2)[0]
+    first, second = sorted(person.iterdir())[:2]
+    files = {"image1": first.read_bytes(), "image2": second.read_bytes()}
+    with started_server(out, env={"EDGEFACE_MODEL": STUDENT}) as server:
+        response = httpx.post(
+            f"{server.base}/verify", files=files, data={"threshold": "0.7"}, timeout=60
+        )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == STUDENT and answer["threshold"] == 0.7
+    local = Verifier.load(STUDENT, out, runtime="torch").verify(first, second, threshold=0.7)
+    assert answer["distance"] == pytest.approx(local.distance, abs=1e-3)

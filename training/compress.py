@@ -1,0 +1,368 @@
+"""LoRALin compression: a trained model made low-rank by truncated SVD, then distilled back.
+
+    python -m training.compress --teacher edgeface_xs_q --gamma 0.6 --data CROPS [CROPS ...] \\
+        --out DIR [--epochs 8] [--batch-size 64] [--exclude-people peopleDevTest.txt]
+
+1. The student is the teacher's architecture with every Linear that the model table's rule
+   replaces (``backbones.lora.replace_linear_with_lowrank``) turned into LoRALin at ``gamma``;
+   every other weight is copied as it is. Each low-rank pair starts from the truncated SVD of the
+   teacher's weight ``W ~ U_r S_r V_r^T``: ``linear1 = S_r^1/2 V_r^T``, ``linear2 = U_r S_r^1/2``
+   (bias on linear2). By Eckart-Young that is the best rank-r layer in Frobenius norm, and at full
+   rank it is the teacher's layer. A teacher that is itself LoRALin (``edgeface_s_gamma_05``) is
+   compressed further through the SVD of the product of its pair.
+2. Distillation: the student learns to give each crop the teacher's normalised embedding (loss:
+   cosine distance), on crops from ``python -m training.prepare`` with horizontal flips. No
+   identity labels are needed. The teacher embeds every crop and its mirror once, up front.
+
+DIR gets ``<student>.pt`` (a state dict that the model table's row for the student loads
+strictly, so ``python api.py --model <student> --checkpoint-dir DIR`` serves it),
+``compress.json`` (settings, ranks, parameters, loss per epoch, times) and ``compress.png``.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm
+
+import environment
+from backbones.catalog import MODELS, model_info
+from backbones.checkpoints import load_model
+from backbones.edgeface import EdgeFace, count_parameters, get_model
+from backbones.lora import LoRALin
+from verification.embedding import to_batch
+
+REPORT = "compress.json"
+CURVE = "compress.png"
+
+
+def student_name(teacher: str, gamma: float) -> str:
+    """The model table's name for the teacher's backbone made LoRALin at ``gamma``."""
+    backbone = model_info(teacher).backbone
+    for info in MODELS.values():
+        if info.backbone == backbone and info.gamma is not None and math.isclose(info.gamma, gamma):
+            return info.name
+    raise ValueError(
+        f"the model table has no row for {backbone} at gamma {gamma:g}; add one to "
+        "backbones/catalog.py so that the compressed checkpoint has a name to be served by"
+    )
+
+
+def dense_weight(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
+    """(out x in weight, bias) of a Linear, or of a LoRALin pair multiplied out."""
+    if isinstance(layer, LoRALin):
+        return layer.linear2.weight @ layer.linear1.weight, layer.linear2.bias
+    if isinstance(layer, nn.Linear):
+        return layer.weight, layer.bias
+    raise TypeError(f"expected a Linear or LoRALin layer, got {type(layer).__name__}")
+
+
+def svd_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """``(rank x in, out x rank)`` factors whose product is the best rank-``rank`` ``weight``."""
+    u, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    root = s[:rank].sqrt()
+    first = root[:, None] * vh[:rank]
+    second = u[:, :rank] * root[None, :]
+    return first.to(weight.dtype), second.to(weight.dtype)
+
+
+@torch.no_grad()
+def svd_student(teacher: nn.Module, student: nn.Module) -> nn.Module:
+    """Fill ``student`` (the teacher's architecture with LoRALin layers) from ``teacher``:
+    LoRALin pairs from the truncated SVD of the teacher's layer, everything else copied."""
+    teacher_layers = dict(teacher.named_modules())
+    low_rank = {name for name, m in student.named_modules() if isinstance(m, LoRALin)}
+    for name in low_rank:
+        layer = student.get_submodule(name)
+        weight, bias = dense_weight(teacher_layers[name])
+        first, second = svd_factors(weight, layer.linear1.out_features)
+        layer.linear1.weight.copy_(first)
+        layer.linear2.weight.copy_(second)
+        if bias is not None:
+            layer.linear2.bias.copy_(bias)
+    inside_pairs = tuple(f"{name}." for name in low_rank)
+    teacher_state = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        if not key.startswith(inside_pairs):
+            value.copy_(teacher_state[key])
+    return student
+
+
+def compressed_model(teacher: nn.Module, student: str) -> EdgeFace:
+    """The table's ``student`` model initialised by SVD from ``teacher``."""
+    return svd_student(teacher, get_model(student)).eval()
+
+
+def identities_in(file: Path) -> set[str]:
+    """Names in an LFW people file (``NAME<TAB>count``) or pairs file."""
+    names = set()
+    for line in file.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) in (2, 3):
+            names.add(fields[0])
+        elif len(fields) == 4:
+            names.update((fields[0], fields[2]))
+    return names
+
+
+def find_crops(folders: Iterable[Path], exclude: set[str] = frozenset()) -> list[Path]:
+    """Every ``FOLDER/NAME/*.png`` crop (``training.prepare``'s layout) of people not excluded."""
+    crops = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder of prepared crops")
+        crops += [p for p in sorted(folder.glob("*/*.png")) if p.parent.name not in exclude]
+    if not crops:
+        raise FileNotFoundError("no crops (FOLDER/NAME/*.png): run python -m training.prepare")
+    return crops
+
+
+def read_crops(paths: Sequence[Path]) -> np.ndarray:
+    """N x 112 x 112 x 3 uint8."""
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+
+
+@torch.no_grad()
+def embed(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> Tensor:
+    """Normalised embeddings of uint8 crops, as the service computes them."""
+    model.eval()
+    out = [
+        model(torch.from_numpy(to_batch(crops[start : start + batch_size])))
+        for start in range(0, len(crops), batch_size)
+    ]
+    return nn.functional.normalize(torch.cat(out), dim=1)
+
+
+def teacher_targets(teacher: nn.Module, crops: np.ndarray) -> Tensor:
+    """2 x N x 512: the teacher's embedding of every crop and of its mirror image."""
+    return torch.stack([embed(teacher, crops), embed(teacher, crops[:, :, ::-1].copy())])
+
+
+def cosine_distance(student: nn.Module, crops: np.ndarray, targets: Tensor) -> float:
+    """Mean cosine distance between the student's and the teacher's embeddings (no flips)."""
+    return float((1 - (embed(student, crops) * targets[0]).sum(1)).mean())
+
+
+def distill(
+    student: nn.Module,
+    crops: np.ndarray,
+    targets: Tensor,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    on_epoch=None,
+) -> list[dict]:
+    """Train ``student`` so that its normalised embeddings match ``targets`` (AdamW, one epoch
+    of linear warm-up inside a cosine decay). Returns one record per epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(crops) / batch_size)
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(steps_per_epoch, total // 10 + 1)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / warmup
+            if step < warmup
+            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        ),
+    )
+    history = []
+    for epoch in range(epochs):
+        student.train()
+        order = torch.randperm(len(crops), generator=generator)
+        flips = torch.rand(len(crops), generator=generator) < 0.5
+        losses, started = [], time.perf_counter()
+        bar = tqdm(range(steps_per_epoch), desc=f"distil {epoch + 1}/{epochs}", leave=False)
+        for step in bar:
+            index = order[step * batch_size : (step + 1) * batch_size]
+            flip = flips[index]
+            batch = crops[index.numpy()]
+            batch[flip.numpy()] = batch[flip.numpy(), :, ::-1]
+            target = targets[flip.long(), index]
+            out = nn.functional.normalize(student(torch.from_numpy(to_batch(batch))), dim=1)
+            loss = (1 - (out * target).sum(1)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    student.eval()
+    return history
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = [0] + [h["epoch"] for h in history]
+    ax.plot(epochs, [history[0]["start_cosine"]] + [h["cosine"] for h in history], marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cosine distance to the teacher (held-out crops)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.compress",
+        description="Make a trained EdgeFace low-rank (LoRALin) by SVD, then distil it.",
+    )
+    parser.add_argument("--teacher", required=True, help="a model of the table, e.g. edgeface_xs_q")
+    parser.add_argument("--gamma", type=float, required=True, help="LoRALin rank ratio")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of crops from python -m training.prepare",
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--exclude-people",
+        type=Path,
+        action="append",
+        default=[],
+        help="LFW people or pairs file whose identities are left out (keep "
+        "the identities you evaluate on out of distillation)",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="0: SVD alone")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=0.05,
+        help="share of crops kept out of training to measure the distance",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="where the teacher's weights are (default: $EDGEFACE_CHECKPOINT_DIR)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    try:
+        student = student_name(args.teacher, args.gamma)
+        exclude = set().union(*(identities_in(f) for f in args.exclude_people))
+        paths = find_crops(args.data, exclude)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    teacher = load_model(args.teacher, environment.checkpoint_dir(args.checkpoint_dir))
+    started = time.perf_counter()
+    crops = read_crops(paths)
+    rng = np.random.default_rng(args.seed)
+    held = rng.random(len(crops)) < args.held_out
+    print(f"{len(crops)} crops ({int(held.sum())} held out), {len(exclude)} identities excluded")
+    targets = teacher_targets(teacher, crops)
+    teacher_seconds = time.perf_counter() - started
+
+    model = compressed_model(teacher, student)
+    train_targets = targets[:, torch.from_numpy(~held)]
+    held_targets = targets[:, torch.from_numpy(held)]
+    start_cosine = cosine_distance(model, crops[held], held_targets)
+    print(
+        f"{student}: {count_parameters(model):,} parameters (teacher "
+        f"{count_parameters(teacher):,}); SVD alone: cosine distance {start_cosine:.4f}"
+    )
+
+    history: list[dict] = []
+
+    def on_epoch(record: dict) -> None:
+        record["cosine"] = cosine_distance(model, crops[held], held_targets)
+        record["start_cosine"] = start_cosine
+        print(
+            f"epoch {record['epoch']}: train loss {record['loss']:.4f}, held-out cosine "
+            f"distance {record['cosine']:.4f}, {record['seconds']:.0f} s",
+            flush=True,
+        )
+
+    distill_started = time.perf_counter()
+    history = distill(
+        model,
+        crops[~held],
+        train_targets,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        args.weight_decay,
+        args.seed,
+        on_epoch,
+    )
+    distill_seconds = time.perf_counter() - distill_started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out / model_info(student).checkpoint_file)
+    report = {
+        "teacher": args.teacher,
+        "student": student,
+        "gamma": args.gamma,
+        "ranks": {
+            n: m.linear1.out_features for n, m in model.named_modules() if isinstance(m, LoRALin)
+        },
+        "parameters": count_parameters(model),
+        "teacher_parameters": count_parameters(teacher),
+        "crops": len(crops),
+        "held_out": int(held.sum()),
+        "excluded_identities": len(exclude),
+        "data": [str(d) for d in args.data],
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "svd_cosine": start_cosine,
+        "final_cosine": history[-1]["cosine"] if history else start_cosine,
+        "history": history,
+        "teacher_embedding_seconds": teacher_seconds,
+        "distill_seconds": distill_seconds,
+    }
+    (args.out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    if history:
+        plot_history(history, args.out / CURVE)
+    print(f"wrote {args.out / model_info(student).checkpoint_file} and {args.out / REPORT}")
+    print(
+        f"next: python -m evaluation.calibrate --lfw LFW --models {student} "
+        f"--checkpoint-dir {args.out} --out {args.out / 'thresholds.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
