@@ -21,6 +21,7 @@ from tests.server import started_server
 from training.compress import (
     compressed_model,
     dense_weight,
+    find_crops,
     identities_in,
     main,
     student_name,
@@ -150,3 +151,19 @@ def test_distillation_lowers_the_distance_and_serves(checkpoint_dir, lfw_dir, cr
     assert answer["model"] == STUDENT and answer["threshold"] == 0.7
     local = Verifier.load(STUDENT, out, runtime="torch").verify(first, second, threshold=0.7)
     assert answer["distance"] == pytest.approx(local.distance, abs=1e-3)
+
+
+def test_crops_prepared_twice_count_once_and_excluded_people_not_at_all(tmp_path):
+    for folder, name, stem in [
+        ("a", "Ann", "1"),
+        ("a", "Bob", "1"),
+        ("b", "Ann", "1"),
+        ("b", "Ann", "2"),
+    ]:
+        (tmp_path / folder / name).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (112, 112)).save(tmp_path / folder / name / f"{stem}.png")
+    found = find_crops([tmp_path / "a", tmp_path / "b"], exclude={"Bob"})
+    assert [(p.parent.parent.name, p.parent.name, p.stem) for p in found] == [
+        ("a", "Ann", "1"),
+        ("b", "Ann", "2"),
+    ]

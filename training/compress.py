@@ -114,15 +114,19 @@ def identities_in(file: Path) -> set[str]:
 
 
 def find_crops(folders: Iterable[Path], exclude: set[str] = frozenset()) -> list[Path]:
-    """Every ``FOLDER/NAME/*.png`` crop (``training.prepare``'s layout) of people not excluded."""
-    crops = []
+    """Every ``FOLDER/NAME/*.png`` crop (``training.prepare``'s layout) of people not excluded,
+    each image once."""
+    crops: dict[tuple[str, str], Path] = {}
     for folder in folders:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder of prepared crops")
-        crops += [p for p in sorted(folder.glob("*/*.png")) if p.parent.name not in exclude]
+        for path in sorted(folder.glob("*/*.png")):
+            # The same image prepared into two folders (LFW subsets overlap) counts once.
+            if path.parent.name not in exclude:
+                crops.setdefault((path.parent.name, path.stem), path)
     if not crops:
         raise FileNotFoundError("no crops (FOLDER/NAME/*.png): run python -m training.prepare")
-    return crops
+    return list(crops.values())
 
 
 def read_crops(paths: Sequence[Path]) -> np.ndarray:
