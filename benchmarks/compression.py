@@ -14,6 +14,7 @@ pipeline's figure for any distilled checkpoint.
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -59,7 +60,8 @@ def mflops(model: torch.nn.Module) -> float:
 
 def onnx_ms_per_face(model: torch.nn.Module, runs: int = 30) -> float:
     with tempfile.TemporaryDirectory() as folder:
-        path = export_network(model, Path(folder) / "m.onnx", (1, 3, 112, 112), ["embedding"], {})
+        axes = {"input": {0: "batch"}, "embedding": {0: "batch"}}
+        path = export_network(model, Path(folder) / "m.onnx", (1, 3, 112, 112), ["embedding"], axes)
         session = onnx_session(path, threads=1)
         face = np.random.default_rng(0).uniform(-1, 1, (1, 3, 112, 112)).astype(np.float32)
         for _ in range(5):
@@ -129,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoints = environment.checkpoint_dir(args.checkpoint_dir)
     devtest = DevTest(lfw, args.crops[0])
     exclude = identities_in(lfw / "pairsDevTest.txt")
+    if (lfw / "peopleDevTest.txt").is_file():
+        exclude |= identities_in(lfw / "peopleDevTest.txt")
     paths = find_crops(args.crops, exclude)
     crops = read_crops(paths)
     print(
@@ -137,15 +141,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     results = {"devtest_pairs": devtest.pairs, "distill_crops": len(crops), "rows": []}
-    teachers: dict[str, tuple] = {}
+    teachers: dict[str, tuple] = {}  # name: (model, its embeddings of the crops)
     for row in args.rows:
         key, gamma = row.split(":")
         teacher_name = TEACHERS[key]
         if teacher_name not in teachers:
             teacher = load_model(teacher_name, checkpoints)
-            started = time.perf_counter()
-            targets = teacher_targets(teacher, crops)
-            teachers[teacher_name] = (teacher, targets, time.perf_counter() - started)
+            # Cached: the teacher's embeddings of every crop take minutes on a small CPU.
+            digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
+            cache = args.out / f"targets-{teacher_name}-{digest}.pt"
+            if cache.is_file():
+                targets = torch.load(cache)
+            else:
+                targets = teacher_targets(teacher, crops)
+                args.out.mkdir(parents=True, exist_ok=True)
+                torch.save(targets, cache)
+            teachers[teacher_name] = (teacher, targets)
             results["rows"].append(
                 {
                     "model": teacher_name,
@@ -157,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
             )
             print(json.dumps(results["rows"][-1]), flush=True)
-        teacher, targets, _ = teachers[teacher_name]
+        teacher, targets = teachers[teacher_name]
         name = student_name(teacher_name, float(gamma))
         student = compressed_model(teacher, name)
         record = {
