@@ -56,3 +56,12 @@ def verifier(checkpoint_dir, onnx_cache):
     from verification import Verifier
 
     return Verifier.load("edgeface_s_gamma_05", checkpoint_dir, onnx_dir=onnx_cache)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The URL of a real PostgreSQL server with pgvector, started for this test session."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
