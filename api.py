@@ -17,9 +17,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from backbones.catalog import CheckpointError, check_checkpoint_file, checkpoint_path, model_info
+from gallery import GalleryError
 from service.auth import APIKeyAuth
 from service.compute import load_compute
 from service.errors import install_error_handlers
+from service.gallery_routes import open_service_gallery
+from service.gallery_routes import router as gallery_router
+from service.gallery_schemas import REQUEST_MODELS as GALLERY_REQUEST_MODELS
 from service.inputs import base64_length
 from service.jobs import Compute
 from service.limits import BodySizeLimit
@@ -74,6 +78,11 @@ def create_app(
             metrics.model_load_seconds.set(load_seconds)
             log.info("loaded %s in %.1f s", settings.model, load_seconds)
         log.info("%s", thresholds_line(settings))
+        try:  # the gallery must hold this model's faces (or none) before any request uses it
+            app.state.gallery = open_service_gallery(settings)
+        except GalleryError as exc:
+            failed(str(exc))
+            return
         app.state.readiness.succeed()
         log.info("ready: self-test passed")
 
@@ -88,6 +97,8 @@ def create_app(
         yield
         if app.state.compute is not None:
             app.state.compute.close()
+        if app.state.gallery is not None:
+            app.state.gallery.close()
 
     app = FastAPI(
         title="EdgeFace verification",
@@ -99,6 +110,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.compute = None
+    app.state.gallery = None
     app.state.readiness = Readiness()
     app.state.metrics = metrics
     # Added innermost first: observe everything, refuse a missing key before the size check.
@@ -109,8 +121,10 @@ def create_app(
     install_error_handlers(app)
     install_pages(app)
     app.include_router(api_router)
+    app.include_router(gallery_router)
     app.include_router(ops_router)
-    install_openapi(app, REQUEST_MODELS, api_key=settings.api_key is not None)
+    request_models = REQUEST_MODELS + GALLERY_REQUEST_MODELS
+    install_openapi(app, request_models, api_key=settings.api_key is not None)
     return app
 
 

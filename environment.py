@@ -36,6 +36,12 @@ def default_onnx_dir() -> Path:
     return Path(cache) / "edgeface" / "onnx"
 
 
+def default_data_dir() -> Path:
+    """Where the service keeps its state (the SQLite gallery) unless told otherwise."""
+    data = value("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "edgeface"
+
+
 def checkpoint_dir(given: str | os.PathLike | None = None) -> Path:
     """``given``, else $EDGEFACE_CHECKPOINT_DIR, else the repository's ``checkpoints/``."""
     return Path(given or value(CHECKPOINT_DIR) or DEFAULT_CHECKPOINT_DIR)

@@ -12,6 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from gallery import (
+    DuplicateFaceError,
+    FaceNotFoundError,
+    InvalidCursorError,
+    InvalidMetadataError,
+    InvalidSubjectIdError,
+    LowQualityError,
+    SubjectExistsError,
+    SubjectNotFoundError,
+)
 from verification import (
     ImageTooLargeError,
     InputError,
@@ -42,6 +52,14 @@ STATUS_AND_CODE: dict[type[InputError], tuple[int, str]] = {
     UnknownMetricError: (422, "unknown_metric"),
     NoThresholdError: (422, "no_threshold"),
     ThresholdOptionError: (422, "invalid_request"),
+    SubjectNotFoundError: (404, "unknown_subject"),
+    FaceNotFoundError: (404, "unknown_face"),
+    SubjectExistsError: (409, "subject_exists"),
+    DuplicateFaceError: (409, "duplicate_face"),
+    InvalidSubjectIdError: (422, "invalid_subject"),
+    InvalidMetadataError: (422, "invalid_metadata"),
+    InvalidCursorError: (422, "invalid_cursor"),
+    LowQualityError: (422, "low_quality"),
 }
 
 

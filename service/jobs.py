@@ -6,8 +6,10 @@ server (``service.compute.ThreadCompute``) or worker processes
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+import numpy as np
+
 from verification import Verifier, embedding_answer, verification_answer
-from verification.answers import Answer
+from verification.answers import Answer, face_answer
 
 Images = dict[str, bytes]
 
@@ -40,7 +42,28 @@ def embed_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer
     return embedding_answer(faces, verifier.model_name, return_crops=options.return_crops)
 
 
-JOBS = {"verify": verify_job, "embed": embed_job}
+def gallery_faces(verifier: Verifier, image: bytes, max_faces: int) -> Answer:
+    """The faces the gallery stores or searches: box, score and the unit embedding as float32
+    (it stays in the server process, which searches; answers never carry it)."""
+    faces = verifier.embed_faces(image, "image", max_faces)
+    return {
+        "face_count": faces[0].face_count,
+        "faces": [
+            {**face_answer(f), "embedding": f.unit_embedding.astype(np.float32)} for f in faces
+        ],
+    }
+
+
+def enroll_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
+    """The largest face (enrollment, and verification against a subject)."""
+    return gallery_faces(verifier, images["image"], 1)
+
+
+def identify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
+    return gallery_faces(verifier, images["image"], options.max_faces)
+
+
+JOBS = {"verify": verify_job, "embed": embed_job, "enroll": enroll_job, "identify": identify_job}
 
 
 class Compute(Protocol):

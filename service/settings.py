@@ -12,8 +12,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backbones.catalog import DEFAULT_MODEL
-from environment import DEFAULT_CHECKPOINT_DIR, default_onnx_dir
+from environment import DEFAULT_CHECKPOINT_DIR, default_data_dir, default_onnx_dir
 from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
+from gallery.records import MAX_TOP_K
+from gallery.store import DEFAULT_EF_SEARCH
 from verification.runtime import Runtime
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -56,6 +58,28 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="when set, X-API-Key or Authorization: Bearer must carry it"
     )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="the service's state (the SQLite gallery)"
+    )
+    gallery_url: str | None = Field(
+        None,
+        description="sqlite:///PATH or postgresql://...; default sqlite:///<data_dir>/gallery.db",
+    )
+    gallery_min_face_size: float = Field(
+        40, ge=0, description="enrollment refuses faces shorter than this (px, original image)"
+    )
+    gallery_min_score: float = Field(
+        0.9, ge=0, le=1, description="enrollment refuses faces detected with a lower score"
+    )
+    # The HNSW scan returns at most ef_search faces, and identify lists up to 100 subjects.
+    gallery_ef_search: int = Field(
+        DEFAULT_EF_SEARCH, ge=MAX_TOP_K, le=1000, description="PostgreSQL hnsw.ef_search"
+    )
+
+    @property
+    def gallery_location(self) -> str:
+        return self.gallery_url or f"sqlite:///{self.data_dir.resolve() / 'gallery.db'}"
 
     @field_validator("log_level", mode="before")
     @classmethod

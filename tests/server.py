@@ -53,16 +53,19 @@ def wait_until_ready(server: Server, deadline: float) -> None:
 def started_server(
     checkpoint_dir: Path, env: dict[str, str] | None = None, startup_timeout: float = 180.0
 ) -> Iterator[Server]:
-    """Yield a ready server (its base URL, process and log); stop it afterwards."""
+    """Yield a ready server (its base URL, process and log); stop it afterwards.
+
+    Its state (the SQLite gallery) goes to a fresh folder unless ``env`` names one.
+    """
     port = free_port()
     command = [sys.executable, "api.py", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--checkpoint-dir", str(checkpoint_dir)]
     # A file, not a pipe: an unread pipe would fill up and stall the server.
-    with tempfile.TemporaryFile(mode="w+") as log_file:
+    with tempfile.TemporaryFile(mode="w+") as log_file, tempfile.TemporaryDirectory() as data:
         process = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "EDGEFACE_DATA_DIR": data, **(env or {})},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             text=True,

@@ -1,0 +1,42 @@
+"""The gallery's decision threshold: calibrated at a false-match rate, never the 1:1 default.
+
+With N subjects enrolled an unknown face is compared with all of them, so it is falsely
+identified at roughly N times the 1:1 false-match rate; the best-accuracy 1:1 threshold would
+identify most strangers as someone (README, Gallery). The default is the threshold at FAR 1e-4
+(``verification.thresholds.IDENTIFY_FAR``) from ``thresholds.json``.
+"""
+
+from pathlib import Path
+
+from verification.errors import NoThresholdError, ThresholdOptionError
+from verification.pipeline import OperatingPoint
+from verification.thresholds import FARS, IDENTIFY_FAR, model_thresholds
+
+METRIC = "cosine"  # the gallery stores unit vectors and searches by cosine distance
+
+
+def operating_point(
+    model: str,
+    checkpoint_dir: str | Path | None,
+    threshold: float | None = None,
+    far: float | None = None,
+) -> OperatingPoint:
+    """The caller's ``threshold``; else the calibrated one at ``far`` (one of ``FARS``), by
+    default at ``IDENTIFY_FAR``."""
+    if threshold is not None and far is not None:
+        raise ThresholdOptionError("give threshold or far, not both", "far")
+    if threshold is not None:
+        return OperatingPoint(float(threshold), None)
+    far = IDENTIFY_FAR if far is None else far
+    calibrated = next((f for f in FARS if abs(f - far) <= 1e-9 * f), None)
+    if calibrated is None:
+        rates = ", ".join(f"{f:g}" for f in FARS)
+        raise ThresholdOptionError(f"far must be one of {rates}, not {far:g}", "far")
+    value = model_thresholds(model, checkpoint_dir).at_far(METRIC, calibrated)
+    if value is None:
+        raise NoThresholdError(
+            f"model {model} has no cosine threshold calibrated at FAR {calibrated:g}; pass a "
+            "threshold, or calibrate it with python -m evaluation.calibrate",
+            "threshold",
+        )
+    return OperatingPoint(value, calibrated)
