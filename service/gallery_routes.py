@@ -50,8 +50,14 @@ def _error(description: str) -> dict:
     return {"model": ErrorResponse, "description": description}
 
 
+# Every gallery route documents the statuses any request may get (400 a body that is not JSON,
+# 503 while loading, ...), plus its own.
 NOT_FOUND = {404: _error("No such subject (or face)")}
-SUBJECT_RESPONSES = {**NOT_FOUND, 422: _error("An invalid subject id or metadata")}
+SUBJECT_RESPONSES = {
+    **ERROR_RESPONSES,
+    **NOT_FOUND,
+    422: _error("An invalid subject id, metadata or field"),
+}
 IMAGE_RESPONSES = {
     **ERROR_RESPONSES,
     **NOT_FOUND,
@@ -126,7 +132,7 @@ def subject_record(subject: Subject, faces: bool = False) -> dict:
     status_code=201,
     response_model=SubjectRecord,
     response_model_exclude_none=True,
-    responses={409: _error("The subject exists"), 422: _error("Invalid id or metadata")},
+    responses={**SUBJECT_RESPONSES, 409: _error("The subject exists")},
     summary="Create a subject",
 )
 async def create_subject(body: SubjectCreate, gallery: GalleryDep) -> dict:
@@ -138,7 +144,7 @@ async def create_subject(body: SubjectCreate, gallery: GalleryDep) -> dict:
     "/subjects",
     response_model=SubjectPage,
     response_model_exclude_none=True,
-    responses={422: _error("An invalid limit or cursor")},
+    responses=SUBJECT_RESPONSES,
     summary="List subjects, in id order, with their face counts",
 )
 async def list_subjects(

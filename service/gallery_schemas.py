@@ -140,7 +140,9 @@ class SubjectRecord(BaseModel):
 
 class SubjectPage(BaseModel):
     subjects: list[SubjectRecord]
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+    next_cursor: str | None = Field(
+        None, description="pass as cursor for the next page; absent on the last page"
+    )
 
 
 class EnrollResponse(BaseModel):
