@@ -23,6 +23,8 @@ RUNTIME = "EDGEFACE_RUNTIME"
 DOWNLOAD_URL = "EDGEFACE_DOWNLOAD_URL"
 LFW_DIR = "EDGEFACE_LFW_DIR"
 PHOTOS_DIR = "EDGEFACE_PHOTOS_DIR"
+DATA_DIR = "EDGEFACE_DATA_DIR"
+GALLERY_URL = "EDGEFACE_GALLERY_URL"
 
 
 def value(name: str, default: str | None = None) -> str | None:
@@ -40,6 +42,13 @@ def default_data_dir() -> Path:
     """Where the service keeps its state (the SQLite gallery) unless told otherwise."""
     data = value("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data) / "edgeface"
+
+
+def gallery_url(given: str | None = None) -> str:
+    """``given``, else $EDGEFACE_GALLERY_URL, else the SQLite file in the data folder
+    ($EDGEFACE_DATA_DIR, else the user's data folder), as the service has it."""
+    data = Path(value(DATA_DIR) or default_data_dir()).resolve()
+    return given or value(GALLERY_URL) or f"sqlite:///{data / 'gallery.db'}"
 
 
 def checkpoint_dir(given: str | os.PathLike | None = None) -> Path:

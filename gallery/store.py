@@ -177,7 +177,7 @@ class Gallery(ABC):
         }
         out.write(json.dumps(header) + "\n")
         faces = 0
-        for subject in self._all_subjects():
+        for subject in self.all_subjects():
             record = {
                 "type": "subject",
                 "id": subject.id,
@@ -229,7 +229,8 @@ class Gallery(ABC):
                 faces += self._import_face(face, embedding)
         return subjects, faces
 
-    def _all_subjects(self) -> Iterator[Subject]:
+    def all_subjects(self) -> Iterator[Subject]:
+        """Every subject, in id order (page by page)."""
         cursor = None
         while True:
             page, cursor = self.list_subjects(500, cursor)

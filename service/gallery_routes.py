@@ -6,7 +6,6 @@ loop never waits for them. The same conventions as /verify: multipart or JSON wi
 error shape of ``service.errors``, behind the API key.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,7 +15,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from backbones.catalog import checkpoint_path, file_sha256
-from gallery import Face, Gallery, Subject, check_quality
+from gallery import Gallery
+from gallery.operations import enroll_face, face_record, identify_answer, subject_record
 from gallery.records import check_subject_id
 from gallery.thresholds import operating_point
 from service.dependencies import ComputeDep, LimiterDep, SettingsDep
@@ -100,31 +100,6 @@ async def _faces(request: Request, compute: ComputeDep, job: str, image: bytes, 
     answer = await compute.run(job, {"image": image}, JobOptions(max_faces=max_faces))
     request.state.face_counts = [answer["face_count"]]
     return Probe(answer["face_count"], answer["faces"])
-
-
-def face_record(face: Face) -> dict:
-    return {
-        "face_id": face.id,
-        "box": list(face.box),
-        "score": face.score,
-        "image_sha256": face.image_sha256,
-        "model": face.model,
-        "checkpoint_sha256": face.checkpoint_sha256,
-        "created": face.created,
-    }
-
-
-def subject_record(subject: Subject, faces: bool = False) -> dict:
-    record = {
-        "subject": subject.id,
-        "metadata": subject.metadata,
-        "created": subject.created,
-        "updated": subject.updated,
-        "face_count": subject.face_count,
-    }
-    if faces:
-        record["faces"] = [face_record(f) for f in subject.faces]
-    return record
 
 
 @router.post(
@@ -218,19 +193,16 @@ async def enroll(
     if not options.create_subject:  # 404 before the seconds of computing
         await to_thread.run_sync(gallery.get_subject, subject)
     probe = await _faces(request, compute, "enroll", images["image"], 1)
-    found = probe.faces[0]
-    check_quality(
-        found["box"], found["score"], settings.gallery_min_face_size, settings.gallery_min_score
+    face = await to_thread.run_sync(
+        enroll_face,
+        gallery,
+        subject,
+        probe.faces[0],
+        images["image"],
+        settings.gallery_min_face_size,
+        settings.gallery_min_score,
+        options.create_subject,
     )
-
-    def store() -> Face:
-        digest = hashlib.sha256(images["image"]).hexdigest()
-        return gallery.add_face(
-            subject, found["embedding"], found["box"], found["score"], digest,
-            create_subject=options.create_subject,
-        )  # fmt: skip
-
-    face = await to_thread.run_sync(store)
     return {"subject": subject, "face": face_record(face), "face_count": probe.face_count}
 
 
@@ -270,27 +242,9 @@ async def identify(
     point = operating_point(settings.model, settings.checkpoint_dir, options.threshold, options.far)
     probe = await _faces(request, compute, "identify", images["image"], options.max_faces)
     results = await to_thread.run_sync(gallery.identify, probe.embeddings, options.top_k)
-    faces = []
-    for found, matches in zip(probe.faces, results, strict=True):
-        best = matches[0] if matches else None
-        faces.append(
-            {
-                "box": found["box"],
-                "score": found["score"],
-                "subject": best.subject if best and best.distance <= point.threshold else None,
-                "candidates": [
-                    {"subject": m.subject, "distance": round(m.distance, 6), "face_id": m.face_id}
-                    for m in matches
-                ],
-            }
-        )
-    return {
-        "model": settings.model,
-        "threshold": point.threshold,
-        "far": point.far,
-        "face_count": probe.face_count,
-        "faces": faces,
-    }
+    return identify_answer(
+        probe.faces, results, point.threshold, point.far, settings.model, probe.face_count
+    )
 
 
 @router.post(

@@ -6,10 +6,9 @@ server (``service.compute.ThreadCompute``) or worker processes
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-import numpy as np
-
+from gallery.operations import gallery_faces
 from verification import Verifier, embedding_answer, verification_answer
-from verification.answers import Answer, face_answer
+from verification.answers import Answer
 
 Images = dict[str, bytes]
 
@@ -40,18 +39,6 @@ def verify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answe
 def embed_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
     faces = verifier.embed_faces(images["image"], "image", options.max_faces)
     return embedding_answer(faces, verifier.model_name, return_crops=options.return_crops)
-
-
-def gallery_faces(verifier: Verifier, image: bytes, max_faces: int) -> Answer:
-    """The faces the gallery stores or searches: box, score and the unit embedding as float32
-    (it stays in the server process, which searches; answers never carry it)."""
-    faces = verifier.embed_faces(image, "image", max_faces)
-    return {
-        "face_count": faces[0].face_count,
-        "faces": [
-            {**face_answer(f), "embedding": f.unit_embedding.astype(np.float32)} for f in faces
-        ],
-    }
 
 
 def enroll_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from backbones.catalog import DEFAULT_MODEL
 from environment import DEFAULT_CHECKPOINT_DIR, default_data_dir, default_onnx_dir
 from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
+from gallery.operations import DEFAULT_MIN_FACE_SIZE, DEFAULT_MIN_SCORE
 from gallery.records import MAX_TOP_K
 from gallery.store import DEFAULT_EF_SEARCH
 from verification.runtime import Runtime
@@ -67,10 +68,15 @@ class Settings(BaseSettings):
         description="sqlite:///PATH or postgresql://...; default sqlite:///<data_dir>/gallery.db",
     )
     gallery_min_face_size: float = Field(
-        40, ge=0, description="enrollment refuses faces shorter than this (px, original image)"
+        DEFAULT_MIN_FACE_SIZE,
+        ge=0,
+        description="enrollment refuses faces shorter than this (px, original image)",
     )
     gallery_min_score: float = Field(
-        0.9, ge=0, le=1, description="enrollment refuses faces detected with a lower score"
+        DEFAULT_MIN_SCORE,
+        ge=0,
+        le=1,
+        description="enrollment refuses faces detected with a lower score",
     )
     # The HNSW scan returns at most ef_search faces, and identify lists up to 100 subjects.
     gallery_ef_search: int = Field(
