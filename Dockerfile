@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     EDGEFACE_HOST=0.0.0.0 \
     EDGEFACE_PORT=8000 \
     EDGEFACE_CHECKPOINT_DIR=/app/checkpoints \
-    EDGEFACE_ONNX_DIR=/app/cache/onnx
+    EDGEFACE_ONNX_DIR=/app/cache/onnx \
+    EDGEFACE_DATA_DIR=/app/data
 
 WORKDIR /app
 
@@ -22,9 +23,11 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 t
 
 RUN useradd --create-home --uid 10001 edgeface
 COPY --chown=edgeface:edgeface . .
-RUN mkdir -p /app/cache/onnx && chown -R edgeface:edgeface /app/cache
+RUN mkdir -p /app/cache/onnx /app/data && chown -R edgeface:edgeface /app/cache /app/data
 USER edgeface
 
+# The SQLite gallery: mount a volume here (docker run -v edgeface-data:/app/data ...).
+VOLUME /app/data
 EXPOSE 8000
 # Liveness only (/healthz answers while the model loads); orchestrators route on /readyz.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

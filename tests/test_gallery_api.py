@@ -15,6 +15,7 @@ from PIL import Image
 from benchmarks.server import free_port
 from gallery import Gallery
 from tests.server import REPO, running_server
+from verification.thresholds import model_thresholds
 
 KEY = "gallery-test-key"
 PERSON = ["002_3a2ef5df", "011_7b37bf1f", "013_46b35530", "025_c55c4e11"]  # one person
@@ -93,7 +94,7 @@ def test_subjects_crud_and_refusals(client):
     assert unauthorized.status_code == 401
 
 
-def test_enroll_identify_verify_delete(client, photos_dir):
+def test_enroll_identify_verify_delete(client, photos_dir, checkpoint_dir):
     first = enroll(client, "person", photo(photos_dir, PERSON[0]))
     assert first.status_code == 201, first.text
     face_id = first.json()["face"]["face_id"]
@@ -110,7 +111,8 @@ def test_enroll_identify_verify_delete(client, photos_dir):
         assert enroll(client, f"p{name}", photo(photos_dir, name)).status_code == 201
 
     answer = identify(client, photo(photos_dir, PERSON[3]), top_k=3)
-    assert answer["threshold"] == pytest.approx(0.589842) and answer["far"] == 1e-4
+    calibrated = model_thresholds("edgeface_s_gamma_05", checkpoint_dir).at_far("cosine", 1e-4)
+    assert answer["threshold"] == calibrated and answer["far"] == 1e-4
     [face] = answer["faces"]
     subjects = [c["subject"] for c in face["candidates"]]
     assert face["subject"] == "person" and subjects[0] == "person"

@@ -12,6 +12,7 @@ from evaluation.identify import (
     plot_det,
     threshold_at_fpir,
 )
+from verification.thresholds import model_thresholds
 
 
 def test_identification_figures(verifier, lfw_dir, checkpoint_dir, tmp_path):
@@ -30,7 +31,9 @@ def test_identification_figures(verifier, lfw_dir, checkpoint_dir, tmp_path):
     assert 0.8 <= result["rank1"] <= 1.0  # LFW is easy for EdgeFace
     assert result["cmc"] == sorted(result["cmc"]) and len(result["cmc"]) == 20
     assert result["default_threshold"]["far"] == 1e-4
-    assert result["default_threshold"]["fpir"] == fpir_at(searches, 0.589842)
+    calibrated = model_thresholds("edgeface_s_gamma_05", checkpoint_dir).at_far("cosine", 1e-4)
+    assert result["default_threshold"]["threshold"] == calibrated
+    assert result["default_threshold"]["fpir"] == fpir_at(searches, calibrated)
     # The threshold at FPIR p lets through at most floor(p * n) strangers.
     t = threshold_at_fpir(searches, 0.1)
     assert fpir_at(searches, t) <= 0.1 < fpir_at(searches, float(np.nextafter(t, 2)) + 1e-6)
