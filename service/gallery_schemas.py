@@ -20,6 +20,8 @@ from service.schemas import (
     MaxFaces,
     Score,
     ThresholdOption,
+    _no_null_default,
+    _threshold_or_far,
 )
 
 SubjectId = Annotated[str, Field(description=f"the subject's id: {SUBJECT_ID_RULE}")]
@@ -53,12 +55,6 @@ class SubjectPatch(BaseModel):
     metadata: Metadata
 
 
-def _no_null_defaults(schema: dict) -> None:
-    for name in ("threshold", "far"):
-        if name in schema["properties"]:
-            schema["properties"][name].pop("default", None)
-
-
 class EnrollForm(BaseModel):
     """multipart/form-data body of POST /gallery/subjects/{subject}/faces."""
 
@@ -78,7 +74,7 @@ class EnrollJSON(BaseModel):
 class IdentifyForm(BaseModel):
     """multipart/form-data body of POST /gallery/identify."""
 
-    model_config = ConfigDict(json_schema_extra=_no_null_defaults)
+    model_config = ConfigDict(json_schema_extra=_no_null_default)
 
     image: UploadFile = Field(description=f"the photo ({IMAGE_FORMATS})")
     max_faces: MaxFaces = 1
@@ -90,7 +86,7 @@ class IdentifyForm(BaseModel):
 class IdentifyJSON(BaseModel):
     """application/json body of POST /gallery/identify."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_threshold_or_far)
 
     image: str = Field(description=f"the photo: {BASE64_IMAGE}")
     max_faces: MaxFaces = 1
@@ -102,7 +98,7 @@ class IdentifyJSON(BaseModel):
 class SubjectVerifyForm(BaseModel):
     """multipart/form-data body of POST /gallery/subjects/{subject}/verify."""
 
-    model_config = ConfigDict(json_schema_extra=_no_null_defaults)
+    model_config = ConfigDict(json_schema_extra=_no_null_default)
 
     image: UploadFile = Field(description=f"the photo ({IMAGE_FORMATS})")
     threshold: FormThresholdOption = None
@@ -112,7 +108,7 @@ class SubjectVerifyForm(BaseModel):
 class SubjectVerifyJSON(BaseModel):
     """application/json body of POST /gallery/subjects/{subject}/verify."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_threshold_or_far)
 
     image: str = Field(description=f"the photo: {BASE64_IMAGE}")
     threshold: ThresholdOption = None
