@@ -1,6 +1,6 @@
 """The gallery under failure and load, through real servers: SIGKILL during an enrollment burst
 (both backends), two replicas on one PostgreSQL, and 32 clients mixing identify, enroll and
-delete. EDGEFACE_GALLERY_STRESS_SECONDS sets the mixed run's length (default 12; the issue's
+delete. EDGEFACE_GALLERY_STRESS_SECONDS sets the mixed run's length (default 10; the issue's
 figure is 60)."""
 
 import io
@@ -21,7 +21,7 @@ from gallery import Gallery
 from tests.postgres import fresh_database
 from tests.server import Server, started_server
 
-STRESS_SECONDS = float(os.environ.get("EDGEFACE_GALLERY_STRESS_SECONDS") or 12)
+STRESS_SECONDS = float(os.environ.get("EDGEFACE_GALLERY_STRESS_SECONDS") or 10)
 PORTRAITS = ["002_3a2ef5df", "002_331d0423", "005_02ab3a1b", "005_8af3cada", "009_fc574624"]
 # Threads: one process to load, and SIGKILL leaves no orphaned workers behind.
 SERVER_ENV = {"EDGEFACE_WORKER_MODE": "threads", "EDGEFACE_WORKERS": "2"}
@@ -68,54 +68,53 @@ def checkpoint_sha(checkpoint_dir) -> str:
     return file_sha256(checkpoint_path("edgeface_s_gamma_05", checkpoint_dir))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def gallery_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/gallery.db"
-    return fresh_database(request.getfixturevalue("postgres"))
-
-
-def test_sigkill_during_enrollment_burst(gallery_url, checkpoint_dir, portraits):
+def burst_and_kill(server: Server, url: str, checkpoint_dir, portraits: list[bytes]) -> None:
+    """Enroll from 6 clients, SIGKILL the server while requests are in flight, then check the
+    gallery: every face answered 201 is stored, nothing is half-written."""
     acknowledged: dict[str, str] = {}  # face id -> subject
-    env = {**SERVER_ENV, "EDGEFACE_GALLERY_URL": gallery_url}
-    with started_server(checkpoint_dir, env) as server:
-        stop = threading.Event()
+    stop = threading.Event()
 
-        def burst(worker: int) -> None:
-            with httpx.Client(timeout=30) as client:
-                for n in range(10_000):
-                    if stop.is_set():
-                        return
-                    subject = f"k{worker}-{n % 3}"
-                    try:
-                        response = enroll(client, server.base, subject, variant(portraits[n % 5]))
-                    except httpx.TransportError:
-                        return  # killed mid-request: not acknowledged
-                    if response.status_code == 201:
-                        acknowledged[response.json()["face"]["face_id"]] = subject
+    def burst(worker: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            for n in range(10_000):
+                if stop.is_set():
+                    return
+                subject = f"k{worker}-{n % 3}"
+                try:
+                    response = enroll(client, server.base, subject, variant(portraits[n % 5]))
+                except httpx.TransportError:
+                    return  # killed mid-request: not acknowledged
+                if response.status_code == 201:
+                    acknowledged[response.json()["face"]["face_id"]] = subject
 
-        threads = [threading.Thread(target=burst, args=(i,)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.process.send_signal(signal.SIGKILL)  # while enrollments are in flight
-        server.process.wait()
-        stop.set()
-        for thread in threads:
-            thread.join()
+    threads = [threading.Thread(target=burst, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.process.send_signal(signal.SIGKILL)  # while enrollments are in flight
+    server.process.wait()
+    stop.set()
+    for thread in threads:
+        thread.join()
     assert len(acknowledged) >= 12
-    state = stored_state(gallery_url, "edgeface_s_gamma_05", checkpoint_sha(checkpoint_dir))
+    state = stored_state(url, "edgeface_s_gamma_05", checkpoint_sha(checkpoint_dir))
     faces = {face_id: subject for subject, found in state.items() for face_id in found}
     missing = {f: s for f, s in acknowledged.items() if faces.get(f) != s}
     assert not missing, f"answered 201 but not stored: {missing}"
-    # Nothing half-written: every subject came with its first face in one transaction, and
-    # every stored embedding is whole.
-    assert all(found for found in state.values())
+    # Every subject of the burst came with its first face in one transaction, and every stored
+    # embedding is whole.
+    assert all(found for subject, found in state.items() if subject.startswith("k"))
     for found in state.values():
         for embedding in found.values():
             assert embedding.shape == (512,) and abs(np.linalg.norm(embedding) - 1) < 1e-4
+
+
+def test_sigkill_during_enrollment_burst_sqlite(tmp_path, checkpoint_dir, portraits):
+    url = f"sqlite:///{tmp_path}/gallery.db"
+    with started_server(checkpoint_dir, {**SERVER_ENV, "EDGEFACE_GALLERY_URL": url}) as server:
+        burst_and_kill(server, url, checkpoint_dir, portraits)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +195,9 @@ def test_32_clients_mixing_identify_enroll_delete(replicas, portraits):
                 stored[record["subject"]] = {f["face_id"] for f in shown["faces"]}
     assert stored == expected
     print(f"{len(statuses)} operations in {STRESS_SECONDS:.0f} s by 32 clients")
+
+
+def test_sigkill_during_enrollment_burst_postgres(replicas, checkpoint_dir, portraits):
+    # Last: it kills the first replica.
+    url, one, _ = replicas
+    burst_and_kill(one, url, checkpoint_dir, portraits)
