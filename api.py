@@ -80,7 +80,7 @@ def create_app(
         log.info("%s", thresholds_line(settings))
         try:  # the gallery must hold this model's faces (or none) before any request uses it
             app.state.gallery = open_service_gallery(settings)
-        except GalleryError as exc:
+        except (GalleryError, OSError) as exc:  # OSError: the checkpoint to hash, the data dir
             failed(str(exc))
             return
         app.state.readiness.succeed()

@@ -44,11 +44,15 @@ def default_data_dir() -> Path:
     return Path(data) / "edgeface"
 
 
+def default_gallery_url(data_dir: str | os.PathLike) -> str:
+    """The SQLite gallery file in ``data_dir`` (the service's default too)."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'gallery.db'}"
+
+
 def gallery_url(given: str | None = None) -> str:
-    """``given``, else $EDGEFACE_GALLERY_URL, else the SQLite file in the data folder
-    ($EDGEFACE_DATA_DIR, else the user's data folder), as the service has it."""
-    data = Path(value(DATA_DIR) or default_data_dir()).resolve()
-    return given or value(GALLERY_URL) or f"sqlite:///{data / 'gallery.db'}"
+    """``given``, else $EDGEFACE_GALLERY_URL, else the SQLite file in $EDGEFACE_DATA_DIR, else
+    in the user's data folder."""
+    return given or value(GALLERY_URL) or default_gallery_url(value(DATA_DIR) or default_data_dir())
 
 
 def checkpoint_dir(given: str | os.PathLike | None = None) -> Path:

@@ -12,7 +12,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backbones.catalog import DEFAULT_MODEL
-from environment import DEFAULT_CHECKPOINT_DIR, default_data_dir, default_onnx_dir
+from environment import (
+    DEFAULT_CHECKPOINT_DIR,
+    default_data_dir,
+    default_gallery_url,
+    default_onnx_dir,
+)
 from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
 from gallery.operations import DEFAULT_MIN_FACE_SIZE, DEFAULT_MIN_SCORE
 from gallery.records import MAX_TOP_K
@@ -85,7 +90,7 @@ class Settings(BaseSettings):
 
     @property
     def gallery_location(self) -> str:
-        return self.gallery_url or f"sqlite:///{self.data_dir.resolve() / 'gallery.db'}"
+        return self.gallery_url or default_gallery_url(self.data_dir)
 
     @field_validator("log_level", mode="before")
     @classmethod
