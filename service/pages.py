@@ -96,6 +96,26 @@ The largest face of each photo is compared.</p>
     </div>
   </div>
 </section>
+<section id="gallery">
+<h2>Gallery</h2>
+<p>Enroll faces of people, then find out who is in a photo among them.</p>
+<form id="enroll-form" data-subjects="{root}/gallery/subjects/">
+  <p><label for="enroll-subject">Name (subject id)</label>
+  <input id="enroll-subject" name="subject" autocomplete="off" spellcheck="false" required></p>
+  <p><label for="enroll-image">Photo to enroll</label>
+  <input id="enroll-image" name="image" type="file" accept="image/*" required></p>
+  <button id="enroll" type="submit">Enroll</button>
+</form>
+<p id="enroll-result" class="gallery-result" aria-live="polite"></p>
+<form id="identify-form" action="{root}/gallery/identify" method="post"
+  enctype="multipart/form-data">
+  <p><label for="identify-image">Photo to identify</label>
+  <input id="identify-image" name="image" type="file" accept="image/*" required></p>
+  <button id="identify" type="submit">Identify</button>
+</form>
+<p id="identify-result" class="gallery-result" aria-live="polite"></p>
+</section>
+<script src="{root}{STATIC_URL}/gallery.js" defer></script>
 <footer>API documentation: <a href="{root}/docs">/docs</a> (Swagger UI),
 <a href="{root}/redoc">/redoc</a> (ReDoc).</footer>
 </main>

@@ -146,9 +146,10 @@ def assert_offline(traffic: Traffic, refused: tuple[str, ...] = ()) -> None:
 
 def test_swagger_ui_renders_offline(server, page, traffic):
     page.goto(server + "/docs")
-    operation = page.locator(".opblock", has_text="/verify")
+    # By its summary: /gallery/subjects/{subject}/verify contains "/verify" too.
+    operation = page.locator(".opblock", has_text="Do two photos show the same person?")
     expect(operation).to_be_visible(timeout=15_000)
-    expect(operation).to_contain_text("Do two photos show the same person?")
+    expect(operation).to_contain_text("/verify")
     assert any(url.endswith("/static/docs/swagger-ui-bundle.js") for url in traffic.local)
     assert_offline(traffic)
     redirect = httpx.get(server + "/docs/oauth2-redirect", timeout=30)
@@ -300,3 +301,28 @@ def test_demo_page_sends_the_api_key_it_is_given(checkpoint_dir, page, traffic, 
         stored = page.evaluate("[localStorage.length, sessionStorage.length, document.cookie]")
         assert stored == [0, 0, ""]
     assert traffic.outside == []
+
+
+def test_demo_page_enrolls_and_identifies(server, page, traffic, photos_dir):
+    page.goto(server + "/")
+    person = ("002_3a2ef5df", "011_7b37bf1f")  # one person (tests/photos README)
+    page.get_by_label("Name (subject id)").fill("Ana Demo")
+    page.set_input_files("#enroll-image", str(photos_dir / f"{person[0]}.jpg"))
+    page.click("#enroll")
+    result = page.locator("#enroll-result")
+    expect(result).to_have_text(re.compile(r"^Enrolled a face of Ana Demo"), timeout=60_000)
+
+    identified = page.locator("#identify-result")
+    page.set_input_files("#identify-image", str(photos_dir / f"{person[1]}.jpg"))
+    page.click("#identify")
+    expect(identified).to_have_text(re.compile(r"^Identified: Ana Demo \("), timeout=60_000)
+    page.set_input_files("#identify-image", str(photos_dir / "009_fc574624.jpg"))
+    page.click("#identify")
+    unknown = re.compile(r"^Unknown: the closest is Ana Demo")
+    expect(identified).to_have_text(unknown, timeout=60_000)
+    assert_offline(traffic)
+
+    # The same photo again: the API's 409 in plain words.
+    page.click("#enroll")
+    expect(result).to_have_text(re.compile(r"enrolled for 'Ana Demo' already"), timeout=60_000)
+    expect(result).to_have_class(re.compile(r"\berror\b"))
