@@ -104,9 +104,10 @@ class PostgresGallery(Gallery):
             try:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except psycopg.Error as exc:
+                detail = " ".join(str(exc).split()).rstrip(".")  # one line, without HINT's "\n"
                 raise GalleryError(
                     f"the PostgreSQL server of {self.url} cannot create the pgvector extension "
-                    f"('vector'): {str(exc).strip()}. Install pgvector on the server "
+                    f"('vector'): {detail}. Install pgvector on the server "
                     "(https://github.com/pgvector/pgvector) or have an administrator run "
                     "CREATE EXTENSION vector in this database"
                 ) from None

@@ -14,6 +14,7 @@ from gallery import (
     DuplicateFaceError,
     FaceNotFoundError,
     Gallery,
+    GalleryError,
     InvalidCursorError,
     InvalidMetadataError,
     InvalidSubjectIdError,
@@ -303,3 +304,15 @@ def test_quality_rules():
         check_quality([10, 10, 49, 80], 0.99, 40, 0.9)
     with pytest.raises(LowQualityError, match="score"):
         check_quality([0, 0, 100, 100], 0.5, 40, 0.9)
+
+
+def test_postgres_without_the_extension_is_a_clear_error(postgres):
+    # A role that may not create extensions meets the same refusal as a server without pgvector.
+    url = fresh_database(postgres)
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS plain")
+        conn.execute("CREATE ROLE plain LOGIN")
+    plain = url.replace("postgres@", "plain@", 1)
+    with pytest.raises(GalleryError, match="cannot create the pgvector extension") as exc:
+        Gallery.open(plain, MODEL, SHA)
+    assert "CREATE EXTENSION vector" in str(exc.value) and "Traceback" not in str(exc.value)
