@@ -1,6 +1,7 @@
 """EdgeFace verification service: app factory, startup and command line.
 
 python api.py --port 8000 [--host 127.0.0.1] [--model edgeface_s_gamma_05] [--checkpoint-dir DIR]
+python api.py --download [--download-url URL]   # fetch the model's missing checkpoint, then serve
 
 The server listens at once; the model loads and passes a self-test in the background (/readyz
 says when). ``python api.py`` exits with status 2 and the reason if that fails.
@@ -11,6 +12,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 import uvicorn
@@ -18,6 +20,7 @@ from fastapi import FastAPI
 
 from backbones.catalog import CheckpointError, check_checkpoint_file, checkpoint_path, model_info
 from gallery import GalleryError
+from backbones.download import DownloadError, download_checkpoint
 from service.auth import APIKeyAuth
 from service.compute import load_compute
 from service.errors import install_error_handlers
@@ -42,6 +45,7 @@ log = logging.getLogger("edgeface")
 # Multipart framing, a data: URI prefix, JSON escapes ("\/") and the small fields, for two images.
 _BODY_OVERHEAD_BYTES = 1024 * 1024
 CANNOT_START = 2
+DOWNLOAD_COMMAND = "python api.py --download"
 
 
 def body_limit(settings: Settings) -> int:
@@ -128,37 +132,74 @@ def create_app(
     return app
 
 
-def parse_args(argv: list[str] | None) -> Settings:
+@dataclass(frozen=True)
+class Download:
+    """``--download``: fetch a missing checkpoint before starting (from ``urls``, else the
+    model's official sources)."""
+
+    urls: list[str] | None = None
+
+
+def parse_args(argv: list[str] | None) -> tuple[Settings, Download | None]:
     parser = argparse.ArgumentParser(description="EdgeFace face-verification HTTP service")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument("--model", help="EdgeFace variant (default edgeface_s_gamma_05)")
     parser.add_argument("--checkpoint-dir", help="folder with <model>.pt files")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="when <model>.pt is missing or incomplete, download it (SHA-256-checked), then serve",
+    )
+    parser.add_argument(
+        "--download-url",
+        action="append",
+        metavar="URL",
+        help="with --download: fetch <URL>/<model>.pt (repeat for fallbacks; default: the "
+        "official sources)",
+    )
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    return Settings(**overrides)
+    if args.download_url and not args.download:
+        parser.error("--download-url needs --download")
+    download = Download(args.download_url) if args.download else None
+    options = vars(args)
+    del options["download"], options["download_url"]
+    overrides = {k: v for k, v in options.items() if v is not None}
+    return Settings(**overrides), download
 
 
-def preflight(settings: Settings) -> None:
+def preflight(settings: Settings, download: Download | None = None) -> None:
     """Refuse an unknown model, a missing file or one that is not a (complete) checkpoint
-    archive before listening on the port, in milliseconds.
+    archive before listening on the port, in milliseconds; with ``download``, fetch such a
+    file first.
 
     Loading the weights takes seconds and happens in the background; the rarer failures found
     there (tensors that do not fit the model, a failed self-test) stop the server from there.
     """
     model_info(settings.model)
     path = checkpoint_path(settings.model, settings.checkpoint_dir)
-    check_checkpoint_file(path, settings.model)  # raises the CheckpointError saying what to do
+    try:
+        check_checkpoint_file(path, settings.model)
+        return
+    except CheckpointError as exc:
+        if download is None:
+            raise CheckpointError(
+                f"{exc}; or let the service fetch it: add --download ({DOWNLOAD_COMMAND})"
+            ) from None
+    # Only a missing or incomplete file is fetched: a complete one may be the user's own
+    # (trained) weights, which a download must never replace.
+    download_checkpoint(settings.model, settings.checkpoint_dir, download.urls)
+    check_checkpoint_file(path, settings.model)
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_args(argv)
+    settings, download = parse_args(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        preflight(settings)
-    except (CheckpointError, ValueError) as exc:
+        preflight(settings, download)
+    except (CheckpointError, DownloadError, OSError, ValueError) as exc:
         print(f"edgeface: cannot start: {exc}", file=sys.stderr)
         return CANNOT_START
     failures: list[str] = []

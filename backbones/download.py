@@ -13,8 +13,9 @@ hash disagrees with the table's is deleted, never kept. The target directory def
 ``--sha256sums`` prints the known hashes for ``sha256sum -c``.
 
 The running service never downloads anything by itself: it only loads checkpoints that are
-already on disk; fetching weights happens only when someone runs this module (or calls
-``download_checkpoint``) on purpose.
+already on disk; fetching weights happens only when someone runs this module, starts the
+service with ``python api.py --download`` (a missing checkpoint only) or calls
+``download_checkpoint``, on purpose.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Protocol
 from gallery.operations import gallery_faces
 from verification import Verifier, embedding_answer, verification_answer
 from verification.answers import Answer
+from verification.pipeline import FaceChoice
 
 Images = dict[str, bytes]
 
@@ -20,6 +21,7 @@ class JobOptions:
     metric: str = "cosine"
     threshold: float | None = None
     far: float | None = None
+    face: FaceChoice = "largest"
     return_crops: bool = False
     max_faces: int = 1
 
@@ -31,7 +33,12 @@ def job_options(options: object) -> JobOptions:
 
 def verify_job(verifier: Verifier, images: Images, options: JobOptions) -> Answer:
     result = verifier.verify(
-        images["image1"], images["image2"], options.metric, options.threshold, far=options.far
+        images["image1"],
+        images["image2"],
+        options.metric,
+        options.threshold,
+        options.face,
+        options.far,
     )
     return verification_answer(result, return_crops=options.return_crops)
 

@@ -46,7 +46,8 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 async def verify(
     request: Request, settings: SettingsDep, compute: ComputeDep, limiter: LimiterDep
 ) -> VerifyResponse:
-    """Detects the largest face in each photo, embeds both and compares them with ``metric``.
+    """Detects the chosen face in each photo (``face``: the largest, or the one nearest the
+    centre), embeds both and compares them with ``metric``.
 
     Send multipart/form-data (files) or application/json (base64 strings) with the same fields.
     """

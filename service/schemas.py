@@ -10,6 +10,7 @@ from fastapi import UploadFile
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from verification import Metric
+from verification.pipeline import FaceChoice
 from verification.thresholds import FARS
 
 IMAGE_FORMATS = "JPEG, PNG, WebP, BMP, TIFF, GIF"
@@ -81,6 +82,13 @@ def _no_null_default(schema: dict) -> None:
 
 
 ReturnCrops = Annotated[bool, Field(description="add each aligned face crop as a base64 PNG")]
+FaceOption = Annotated[
+    FaceChoice,
+    Field(
+        description="which face of each photo to compare: the largest, or the one nearest the "
+        "photo's centre (LFW-style crops, where a bigger face may stand behind the subject)"
+    ),
+]
 MaxFaces = Annotated[int, Field(ge=0, description="the largest N faces; 0: every face")]
 
 
@@ -94,6 +102,7 @@ class VerifyForm(BaseModel):
     metric: MetricOption = "cosine"
     threshold: FormThresholdOption = None
     far: FormFarOption = None
+    face: FaceOption = "largest"
     return_crops: ReturnCrops = False
 
 
@@ -107,6 +116,7 @@ class VerifyJSON(BaseModel):
     metric: MetricOption = "cosine"
     threshold: ThresholdOption = None
     far: FarOption = None
+    face: FaceOption = "largest"
     return_crops: ReturnCrops = False
 
 
@@ -147,7 +157,7 @@ class FaceInfo(BaseModel):
     box: Box
     score: Score
     landmarks: Landmarks
-    face_count: int = Field(ge=1, description="faces found in the image; the largest is used")
+    face_count: int = Field(ge=1, description="faces found in the image; one is used (face)")
     crop: Crop = None
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +51,20 @@ def wait_until_ready(server: Server, deadline: float) -> None:
 
 @contextmanager
 def started_server(
-    checkpoint_dir: Path, env: dict[str, str] | None = None, startup_timeout: float = 180.0
+    checkpoint_dir: Path,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 180.0,
+    args: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> Iterator[Server]:
     """Yield a ready server (its base URL, process and log); stop it afterwards.
 
-    Its state (the SQLite gallery) goes to a fresh folder unless ``env`` names one.
+    Its state (the SQLite gallery) goes to a fresh folder unless ``env`` names one. ``args``
+    are more options of ``api.py``; ``python`` the interpreter to run it with.
     """
     port = free_port()
-    command = [sys.executable, "api.py", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--checkpoint-dir", str(checkpoint_dir)]
+    command = [python, "api.py", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--checkpoint-dir", str(checkpoint_dir), *args]
     # A file, not a pipe: an unread pipe would fill up and stall the server.
     with tempfile.TemporaryFile(mode="w+") as log_file, tempfile.TemporaryDirectory() as data:
         process = subprocess.Popen(

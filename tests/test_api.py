@@ -300,4 +300,5 @@ def test_startup_without_usable_weights_says_what_to_do(tmp_path, content):
     assert result.returncode != 0
     assert "edgeface_s_gamma_05.pt" in result.stderr
     assert "python -m backbones.download edgeface_s_gamma_05" in result.stderr
+    assert "python api.py --download" in result.stderr
     assert "Traceback" not in result.stderr

@@ -332,3 +332,72 @@ def test_cli_missing_file_exits_2_before_loading(tmp_path, checkpoint_dir):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: image: cannot read")
     assert "Traceback" not in result.stderr
+
+
+# face=largest|center: which face of each photo /verify compares
+
+
+def off_centre_crop(photos_dir: Path) -> bytes:
+    """An LFW-style crop: one person's face small in the centre, another person's bigger face
+    at the left edge, as if standing in front of the camera beside the subject."""
+    canvas = Image.new("RGB", (600, 400), (128, 128, 128))
+    big = Image.open(photos_dir / f"{PORTRAIT}.jpg").convert("RGB")
+    big = big.resize((round(big.width * 400 / big.height), 400))
+    canvas.paste(big, (-big.width // 3, 0))
+    small = Image.open(photos_dir / "002_3a2ef5df.jpg").convert("RGB")
+    small = small.resize((round(small.width * 180 / small.height), 180))
+    canvas.paste(small, (360 - small.width // 2, 200 - small.height // 2))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def centre_distance(face: dict, width: int = 600, height: int = 400) -> float:
+    x1, y1, x2, y2 = face["box"]
+    return float(np.hypot((x1 + x2) / 2 - width / 2, (y1 + y2) / 2 - height / 2))
+
+
+@pytest.fixture(scope="module")
+def crowded(photos_dir) -> bytes:
+    return off_centre_crop(photos_dir)
+
+
+def test_face_center_compares_the_centred_face_not_the_largest(client, photos_dir, crowded):
+    centred_person = photo(photos_dir, "011_7b37bf1f")  # the same person as 002_3a2ef5df
+    big_person = photo(photos_dir, "006_87166f38")  # the same person as PORTRAIT
+    largest = ok(post_verify(client, crowded, centred_person))
+    center = ok(post_verify(client, crowded, centred_person, face="center"))
+    assert largest["image1"]["face_count"] == center["image1"]["face_count"] == 2
+    assert area(largest["image1"]) > 2 * area(center["image1"])
+    assert centre_distance(center["image1"]) < centre_distance(largest["image1"]) / 2
+    assert largest["match"] is False and center["match"] is True
+    # The other way round: the big face at the edge is the other person's.
+    assert ok(post_verify(client, crowded, big_person))["match"] is True
+    as_json = {"image1": b64(crowded), "image2": b64(big_person), "face": "center"}
+    assert ok(client.post("/verify", json=as_json))["match"] is False
+    # The default is the largest face, and both encodings choose alike.
+    as_json = {"image1": b64(crowded), "image2": b64(centred_person), "face": "largest"}
+    assert_same_answer(ok(client.post("/verify", json=as_json)), largest, tolerance=1e-5)
+
+
+@pytest.mark.parametrize("body", ["form", "json"])
+def test_an_unknown_face_choice_is_422_naming_it(client, photos_dir, body):
+    image = photo(photos_dir, PORTRAIT)
+    if body == "form":
+        response = post_verify(client, image, image, face="middle")
+    else:
+        response = client.post(
+            "/verify", json={"image1": b64(image), "image2": b64(image), "face": "middle"}
+        )
+    assert_error(response, 422, "invalid_request", "face")
+
+
+def test_cli_verify_takes_face(client, photos_dir, checkpoint_dir, crowded, tmp_path):
+    path = tmp_path / "crowded.jpg"
+    path.write_bytes(crowded)
+    other = photos_dir / "011_7b37bf1f.jpg"
+    result = run_cli(checkpoint_dir, "verify", str(path), str(other), "--face", "center")
+    assert result.returncode == 0, result.stderr
+    http = ok(post_verify(client, crowded, other.read_bytes(), face="center"))
+    assert http["match"] is True
+    assert_same_answer(json.loads(result.stdout), http, tolerance=1e-5)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,8 @@ if str(REPO_ROOT) not in sys.path:
 
 from backbones import download  # noqa: E402
 from backbones.catalog import MODELS  # noqa: E402
+from benchmarks.server import free_port  # noqa: E402
+from tests.server import started_server  # noqa: E402
 
 OFFICIAL_SHA256 = {
     "edgeface_xs_q": "a31314377876ab9fa2a75e5638bc528efe79fd17d5c9c0a228fb7f846d7581a6",
@@ -388,4 +391,54 @@ def test_cli_unknown_name_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert info.value.code == 2
     assert "edgeface_xs_q" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# python api.py --download: the service fetches its own missing checkpoint, then serves
+
+
+def _api(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+    command = [sys.executable, "api.py", "--port", str(free_port()), *args]
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_api_download_fetches_the_missing_checkpoint_then_serves(
+    server: _Server, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require(shared_dir, "edgeface_xxs_q")
+    photos = Path(os.environ.get("EDGEFACE_PHOTOS_DIR") or REPO_ROOT.parent / "shared" / "photos")
+    first, second = (photos / f"{stem}.jpg" for stem in ("005_02ab3a1b", "006_87166f38"))
+    if not first.is_file():
+        pytest.skip(f"no test photos at {photos}")
+    target = tmp_path / "new-box"
+    args = ["--model", "edgeface_xxs_q", "--download", "--download-url", server.url]
+    with started_server(target, args=args) as api:
+        files = {"image1": first.read_bytes(), "image2": second.read_bytes()}
+        answer = httpx.post(f"{api.base}/verify", files=files, timeout=60)
+        log = api.log()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["match"] is True and answer.json()["model"] == "edgeface_xxs_q"
+    assert "/edgeface_xxs_q.pt" in server.requests
+    assert f"{OFFICIAL_SHA256['edgeface_xxs_q']} (verified)" in log
+    assert [p.name for p in target.iterdir()] == ["edgeface_xxs_q.pt"]
+    assert _sha256(target / "edgeface_xxs_q.pt") == OFFICIAL_SHA256["edgeface_xxs_q"]
+
+
+def test_api_download_of_a_wrong_file_stops_startup_and_keeps_nothing(
+    server: _Server, shared_dir: Path, tmp_path: Path
+) -> None:
+    served = _require(shared_dir, "edgeface_s_gamma_05")
+    if _sha256(served) == OFFICIAL_SHA256["edgeface_s_gamma_05"]:
+        pytest.skip("the served edgeface_s_gamma_05.pt is the official file: no mismatch case")
+    result = _api("--checkpoint-dir", str(tmp_path), "--download", "--download-url", server.url)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("edgeface: cannot start: ")
+    assert (
+        "wrong SHA-256" in result.stderr and OFFICIAL_SHA256["edgeface_s_gamma_05"] in result.stderr
+    )
+    assert "Uvicorn running" not in result.stdout + result.stderr  # it never listened
     assert list(tmp_path.iterdir()) == []

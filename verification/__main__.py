@@ -1,6 +1,7 @@
 """Verify or embed without a server; prints the same JSON as POST /verify and POST /embed.
 
-python -m verification verify A.jpg B.jpg [--metric cosine] [--threshold T] [--return-crops]
+python -m verification verify A.jpg B.jpg [--metric cosine] [--threshold T | --far F]
+    [--face largest|center] [--return-crops]
 python -m verification embed A.jpg [--max-faces N] [--return-crops]
 (both take --model NAME and --checkpoint-dir DIR; the folder defaults to $EDGEFACE_CHECKPOINT_DIR,
 the runtime to $EDGEFACE_RUNTIME and the ONNX cache to $EDGEFACE_ONNX_DIR)
@@ -14,13 +15,14 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import get_args
 
 import environment
 from backbones.catalog import DEFAULT_MODEL, CheckpointError
 from verification.answers import Answer, embedding_answer, verification_answer
 from verification.distances import METRICS
 from verification.errors import InputError
-from verification.pipeline import Verifier
+from verification.pipeline import FaceChoice, Verifier
 
 BAD_INPUT = 2
 CANNOT_RUN = 1
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="use the threshold calibrated at this false-match rate (1e-2, 1e-3, 1e-4, 1e-5)",
     )
+    verify.add_argument(
+        "--face",
+        choices=get_args(FaceChoice),
+        default="largest",
+        help="which face of each photo: the largest (default) or the one nearest the centre",
+    )
     embed = commands.add_parser("embed", parents=[common], help="embed every face of a photo")
     embed.add_argument("image", type=Path)
     embed.add_argument(
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> Answer:
         images = read_image(args.image1, "image1"), read_image(args.image2, "image2")
         verifier = load_verifier(args)
         result = verifier.verify(
-            *images, metric=args.metric, threshold=args.threshold, far=args.far
+            *images, metric=args.metric, threshold=args.threshold, face=args.face, far=args.far
         )
         return verification_answer(result, return_crops=args.return_crops)
     image = read_image(args.image, "image")
