@@ -55,14 +55,37 @@ def resolve_runtime(runtime: str) -> Literal["onnx", "torch"]:
     return runtime  # type: ignore[return-value]
 
 
+MTCNN_DIR_PREFIX = "mtcnn-facenet-pytorch-"
+
+
 @dataclass(frozen=True)
 class OnnxFiles:
     embedding: Path
     mtcnn_dir: Path
 
-    def exist(self) -> bool:
+    def missing(self) -> list[Path]:
         paths = [self.embedding, *mtcnn_onnx_paths(self.mtcnn_dir).values()]
-        return all(path.is_file() for path in paths)
+        return [path for path in paths if not path.is_file()]
+
+    def exist(self) -> bool:
+        return not self.missing()
+
+
+def mtcnn_onnx_dir(onnx_dir: str | os.PathLike) -> Path:
+    """The folder of MTCNN's exports, named by the facenet-pytorch release whose weights they
+    hold. A serving install without facenet-pytorch (requirements-serve.txt) uses the exported
+    folder it finds (the latest written, when there are several)."""
+    try:
+        return Path(onnx_dir) / f"{MTCNN_DIR_PREFIX}{importlib.metadata.version('facenet-pytorch')}"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    exported = [
+        folder
+        for folder in Path(onnx_dir).glob(f"{MTCNN_DIR_PREFIX}*")
+        if all(path.is_file() for path in mtcnn_onnx_paths(folder).values())
+    ]
+    newest = max(exported, key=lambda folder: folder.stat().st_mtime, default=None)
+    return newest or Path(onnx_dir) / f"{MTCNN_DIR_PREFIX}(none exported)"
 
 
 def onnx_files(checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike) -> OnnxFiles:
@@ -74,10 +97,8 @@ def onnx_files(checkpoint: Path, model_name: str, onnx_dir: str | os.PathLike) -
     model_info(model_name)
     check_checkpoint_file(checkpoint, model_name)
     digest = file_sha256(checkpoint)[:16]
-    facenet = importlib.metadata.version("facenet-pytorch")
     return OnnxFiles(
-        embedding=Path(onnx_dir) / f"{model_name}-{digest}.onnx",
-        mtcnn_dir=Path(onnx_dir) / f"mtcnn-facenet-pytorch-{facenet}",
+        embedding=Path(onnx_dir) / f"{model_name}-{digest}.onnx", mtcnn_dir=mtcnn_onnx_dir(onnx_dir)
     )
 
 
@@ -93,6 +114,15 @@ def ensure_onnx(
     files = onnx_files(checkpoint, model_name, onnx_dir)
     if files.exist():
         return files
+    if importlib.util.find_spec("torch") is None:
+        raise CheckpointError(
+            f"no ONNX export of this {model_name} checkpoint in {onnx_dir} (EDGEFACE_ONNX_DIR), "
+            f"and this serving install has no PyTorch to write one. On a machine with the full "
+            f"install (pip install -r requirements.txt) run: python -m verification.export "
+            f"{model_name} --checkpoint-dir DIR --onnx-dir OUT, then copy OUT here and point "
+            f"EDGEFACE_ONNX_DIR at it; keep the same {checkpoint.name} beside the service (its "
+            f"SHA-256 names the export)."
+        )
     command = [sys.executable, "-m", "verification.export", model_name]
     command += ["--checkpoint", str(checkpoint), "--onnx-dir", str(onnx_dir)]
     repo = Path(__file__).resolve().parents[1]
