@@ -12,7 +12,7 @@ from .align import (
 )
 from .detection import DETECT_MAX_SIDE, DetectedFace, FaceDetector, select_face
 from .errors import ImageError, ImageTooLargeError, InputError, InvalidImageError
-from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image, load_image_reduced
+from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image, load_image_reduced, probe_image
 from .mtcnn import MIN_FACE_SIZE
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "get_aligned_face",
     "load_image",
     "load_image_reduced",
+    "probe_image",
     "select_face",
     "similarity_transform",
     "warp_face",

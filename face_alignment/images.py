@@ -81,18 +81,7 @@ def _load_path(
 def _load_file(
     fp: BinaryIO, max_pixels: int | None, min_side: int | None
 ) -> tuple[np.ndarray, float]:
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        # Our own limit decides; PIL's warning (or error, past twice its limit) must not come first.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(fp)
-        except Image.DecompressionBombError as exc:
-            raise _too_large_from_pil(exc, max_pixels) from None
-        except UnidentifiedImageError:
-            raise InvalidImageError("the file is not an image in a supported format") from None
-        except _DECODE_ERRORS as exc:
-            raise InvalidImageError("the image header is corrupt") from exc
-    with img:
+    with _open_header(fp, max_pixels) as img:
         return _decode(img, max_pixels, min_side)
 
 
@@ -213,3 +202,33 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
             raise InvalidImageError("float pixel values must be finite and lie in [0, 1]")
         return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
     raise InvalidImageError(f"unsupported pixel type {array.dtype} (use uint8, uint16 or float)")
+
+
+def _open_header(fp: BinaryIO, max_pixels: int | None) -> Image.Image:
+    """The image with only its header read (PIL decodes nothing until ``load``)."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        # Our own limit decides; PIL's warning (or error, past twice its limit) must not come first.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(fp)
+        except Image.DecompressionBombError as exc:
+            raise _too_large_from_pil(exc, max_pixels) from None
+        except UnidentifiedImageError:
+            raise InvalidImageError("the file is not an image in a supported format") from None
+        except _DECODE_ERRORS as exc:
+            raise InvalidImageError("the image header is corrupt") from exc
+
+
+def probe_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse, from the header alone (tens of microseconds), what decoding would refuse before
+    reading pixel data: empty data, not an image or not a supported format, a corrupt or
+    truncated header (``InvalidImageError``), more than ``max_pixels`` (``ImageTooLargeError``).
+
+    The service runs this before an upload waits for a worker, so only uploads that may decode
+    take one. Passing it does not promise a decodable image: truncated pixel data is found by
+    decoding.
+    """
+    if not data:
+        raise InvalidImageError("the file is empty")
+    with _open_header(io.BytesIO(data), max_pixels) as img:
+        _check_size(*img.size, max_pixels)

@@ -2,6 +2,10 @@
 
 Images only ever arrive as bytes in the body. A JSON string is decoded as base64 and nothing
 else: it is never fetched as a URL nor opened as a path, whatever it looks like.
+
+Everything that can be refused cheaply is refused here, in the server process, before the job
+waits for a worker: invalid base64, sizes over the limits, and uploads whose header shows they
+cannot decode (``face_alignment.probe_image``). So bad input never queues behind the CPU work.
 """
 
 import base64
@@ -15,9 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
+from face_alignment import probe_image
 from service.errors import InvalidBase64Error, InvalidJSONError
 from service.jobs import Images
-from verification import ImageTooLargeError
+from verification import ImageTooLargeError, InputError
 
 Options = TypeVar("Options", bound=BaseModel)
 Form = TypeVar("Form", bound=BaseModel)
@@ -80,10 +85,24 @@ def decode_base64_image(text: str, field: str, max_bytes: int) -> bytes:
     return data
 
 
+def probe_images(images: Images, max_pixels: int) -> None:
+    """``probe_image`` on each image in field order, naming the field of the first refused."""
+    for field, data in images.items():
+        try:
+            probe_image(data, max_pixels)
+        except InputError as exc:
+            raise exc.with_field(field) from None
+
+
 def parse_json(
-    body: bytes, model: type[Options], image_fields: tuple[str, ...], max_bytes: int
+    body: bytes,
+    model: type[Options],
+    image_fields: tuple[str, ...],
+    max_bytes: int,
+    max_pixels: int,
 ) -> tuple[Options, Images]:
-    """Validate a JSON body against ``model`` and decode its base64 images (CPU work)."""
+    """Validate a JSON body against ``model``, decode its base64 images and probe their
+    headers (CPU work)."""
     try:
         options = model.model_validate_json(body)
     except ValidationError as exc:
@@ -91,6 +110,7 @@ def parse_json(
             raise InvalidJSONError("the body is not valid JSON") from None
         raise validation_error(exc) from None
     images = {f: decode_base64_image(getattr(options, f), f, max_bytes) for f in image_fields}
+    probe_images(images, max_pixels)
     return options, images
 
 
@@ -125,15 +145,19 @@ async def read_images(
     json_model: type[Body],
     image_fields: tuple[str, ...],
     max_bytes: int,
+    max_pixels: int,
     limiter: CapacityLimiter,
 ) -> tuple[Form | Body, Images]:
-    """The request's options (a ``form_model`` or ``json_model``) and its images as bytes."""
+    """The request's options (a ``form_model`` or ``json_model``) and its images as bytes,
+    each of which passed ``probe_image``; the CPU work runs in threads of ``limiter``."""
     kind = media_type(request)
     if kind == MULTIPART:
-        return await read_multipart(request, form_model, image_fields, max_bytes)
+        options, images = await read_multipart(request, form_model, image_fields, max_bytes)
+        await to_thread.run_sync(probe_images, images, max_pixels, limiter=limiter)
+        return options, images
     if is_json(kind):
         body = await request.body()
         return await to_thread.run_sync(
-            parse_json, body, json_model, image_fields, max_bytes, limiter=limiter
+            parse_json, body, json_model, image_fields, max_bytes, max_pixels, limiter=limiter
         )
     raise unsupported(kind)

@@ -52,7 +52,13 @@ async def verify(
     Send multipart/form-data (files) or application/json (base64 strings) with the same fields.
     """
     options, images = await read_images(
-        request, VerifyForm, VerifyJSON, ("image1", "image2"), settings.max_upload_bytes, limiter
+        request,
+        VerifyForm,
+        VerifyJSON,
+        ("image1", "image2"),
+        settings.max_upload_bytes,
+        settings.max_pixels,
+        limiter,
     )
     answer = await compute.run("verify", images, job_options(options))
     request.state.face_counts = face_counts(answer)
@@ -76,7 +82,13 @@ async def embed(
     Send multipart/form-data (a file) or application/json (a base64 string).
     """
     options, images = await read_images(
-        request, EmbedForm, EmbedJSON, ("image",), settings.max_upload_bytes, limiter
+        request,
+        EmbedForm,
+        EmbedJSON,
+        ("image",),
+        settings.max_upload_bytes,
+        settings.max_pixels,
+        limiter,
     )
     answer = await compute.run("embed", images, job_options(options))
     request.state.face_counts = face_counts(answer)
