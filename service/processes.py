@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from multiprocessing.connection import Connection
@@ -31,8 +32,14 @@ class WorkerError(StartupError):
 
 def _serve(conn: Connection, settings_values: dict[str, Any]) -> None:
     """A worker process: load and self-test the model, then run jobs until told to stop."""
+    settings = Settings(**settings_values)
+    # Below the server process, so that when the workers keep every core busy the server still
+    # gets a core at once for the short work of each request (parsing, refusing bad input,
+    # answering): a bad upload or /healthz then waits for no verify. The workers lose nothing
+    # while the server idles, but on a machine shared with other busy programs they get less.
+    os.nice(settings.worker_niceness)
     try:
-        verifier = load_verifier(Settings(**settings_values))
+        verifier = load_verifier(settings)
         self_test(verifier)
     except Exception as exc:
         conn.send(("failed", str(exc) or type(exc).__name__))

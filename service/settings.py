@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     worker_mode: Literal["processes", "threads"] = Field(
         "processes", description="run each of the workers in its own process, or as threads"
     )
+    # README, Robustness: bad input is answered while the workers are busy.
+    worker_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="worker processes run this much nicer (lower CPU priority) than the server",
+    )
     threads: int = Field(1, ge=1, description="intra-op threads of each network call")
     runtime: Runtime = Field(
         "auto", description="onnx, torch, or auto (ONNX Runtime when installed)"
