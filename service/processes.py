@@ -32,13 +32,14 @@ class WorkerError(StartupError):
 
 def _serve(conn: Connection, settings_values: dict[str, Any]) -> None:
     """A worker process: load and self-test the model, then run jobs until told to stop."""
-    settings = Settings(**settings_values)
-    # Below the server process, so that when the workers keep every core busy the server still
-    # gets a core at once for the short work of each request (parsing, refusing bad input,
-    # answering): a bad upload or /healthz then waits for no verify. The workers lose nothing
-    # while the server idles, but on a machine shared with other busy programs they get less.
-    os.nice(settings.worker_niceness)
     try:
+        settings = Settings(**settings_values)
+        # Below the server process, so that when the workers keep every core busy the server
+        # still gets a core at once for the short work of each request (parsing, refusing bad
+        # input, answering): a bad upload or /healthz then waits for no verify. The workers
+        # lose nothing while the server idles, but on a machine shared with other busy
+        # programs they get less of the CPU (README, Robustness).
+        os.nice(settings.worker_niceness)
         verifier = load_verifier(settings)
         self_test(verifier)
     except Exception as exc:
