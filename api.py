@@ -19,8 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from backbones.catalog import CheckpointError, check_checkpoint_file, checkpoint_path, model_info
-from gallery import GalleryError
 from backbones.download import DownloadError, download_checkpoint
+from gallery import GalleryError
 from service.auth import APIKeyAuth
 from service.compute import load_compute
 from service.errors import install_error_handlers

@@ -188,7 +188,13 @@ async def enroll(
     """
     check_subject_id(subject)
     options, images = await read_images(
-        request, EnrollForm, EnrollJSON, ("image",), settings.max_upload_bytes, limiter
+        request,
+        EnrollForm,
+        EnrollJSON,
+        ("image",),
+        settings.max_upload_bytes,
+        settings.max_pixels,
+        limiter,
     )
     if not options.create_subject:  # 404 before the seconds of computing
         await to_thread.run_sync(gallery.get_subject, subject)
@@ -237,7 +243,13 @@ async def identify(
     The default threshold is calibrated at false-match rate 1e-4 (README, Gallery).
     """
     options, images = await read_images(
-        request, IdentifyForm, IdentifyJSON, ("image",), settings.max_upload_bytes, limiter
+        request,
+        IdentifyForm,
+        IdentifyJSON,
+        ("image",),
+        settings.max_upload_bytes,
+        settings.max_pixels,
+        limiter,
     )
     point = operating_point(settings.model, settings.checkpoint_dir, options.threshold, options.far)
     probe = await _faces(request, compute, "identify", images["image"], options.max_faces)
@@ -266,9 +278,14 @@ async def verify_subject(
     the one calibrated at false-match rate 1e-4, like identification)."""
     check_subject_id(subject)
     options, images = await read_images(
-        request, SubjectVerifyForm, SubjectVerifyJSON, ("image",), settings.max_upload_bytes,
+        request,
+        SubjectVerifyForm,
+        SubjectVerifyJSON,
+        ("image",),
+        settings.max_upload_bytes,
+        settings.max_pixels,
         limiter,
-    )  # fmt: skip
+    )
     point = operating_point(settings.model, settings.checkpoint_dir, options.threshold, options.far)
     await to_thread.run_sync(gallery.get_subject, subject)  # 404 before computing
     probe = await _faces(request, compute, "enroll", images["image"], 1)
