@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
+from . import webp
 from .errors import ImageError, ImageTooLargeError, InvalidImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -27,6 +28,17 @@ ImageSource = bytes | bytearray | memoryview | str | os.PathLike | Image.Image |
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# Strips of about a million pixels: a few MB in a wide mode, and few enough calls into PIL.
+_STRIP_PIXELS = 1 << 20
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _PIL_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 # catch_warnings() swaps the process-wide filter list, so concurrent uses would clobber each
 # other; serialise ours (header parsing only, which is cheap).
@@ -46,10 +58,12 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 def load_image_reduced(
     source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int | None = None
 ) -> tuple[np.ndarray, float]:
-    """Like `load_image`, but a large JPEG may be decoded at 1/2, 1/4 or 1/8 of its size.
+    """Like `load_image`, but a large image is decoded at a whole fraction of its size.
 
-    The JPEG decoder scales in the DCT domain, several times faster than decoding everything
-    and resizing. The long side stays at least `min_side` (None: never reduce). Returns the
+    The long side stays at least `min_side` (None: never reduce) and under twice that. JPEG
+    scales in the DCT domain and WebP in libwebp's decoder, so the full-size image never
+    exists; other formats are decoded in their own compact mode and reduced in C before any
+    conversion (see `_reduce`), so cost and memory stay bounded by the pixel limit. Returns the
     pixels and the scale, original pixels per returned pixel (1.0 when not reduced), so that
     coordinates found in the returned image can be mapped back to the original.
     """
@@ -90,25 +104,105 @@ def _decode(
 ) -> tuple[np.ndarray, float]:
     _check_size(*img.size, max_pixels)
     original_long_side = max(img.size)
-    if min_side is not None and img.format == "JPEG" and original_long_side > min_side:
-        ratio = min_side / original_long_side
-        img.draft(None, (max(1, int(img.size[0] * ratio)), max(1, int(img.size[1] * ratio))))
-    try:
-        img.load()  # the first frame only, for multi-frame GIF/TIFF
-    except Image.DecompressionBombError as exc:
-        raise _too_large_from_pil(exc, max_pixels) from None
-    except _DECODE_ERRORS as exc:
-        raise InvalidImageError("the image data is truncated or corrupt") from exc
-    pixels = _to_rgb(_apply_exif_orientation(img))
+    # Reduce by whole factors, so the long side stays in [min_side, 2 * min_side).
+    factor = 1 if min_side is None else max(1, original_long_side // min_side)
+    reduced = None
+    if factor > 1 and img.format == "WEBP" and not getattr(img, "is_animated", False):
+        # PIL decodes WebP only at full size; libwebp scales while decoding.
+        reduced = webp.decode_scaled(_file_bytes(img), _reduced_size(img.size, factor))
+    if reduced is None:
+        if factor > 1 and img.format == "JPEG":
+            # The JPEG decoder scales by 1/2, 1/4 or 1/8 in the DCT domain; reduce() does the rest.
+            ratio = min_side / original_long_side
+            img.draft(None, (max(1, int(img.size[0] * ratio)), max(1, int(img.size[1] * ratio))))
+        try:
+            img.load()  # the first frame only, for multi-frame GIF/TIFF
+        except Image.DecompressionBombError as exc:
+            raise _too_large_from_pil(exc, max_pixels) from None
+        except _DECODE_ERRORS as exc:
+            raise InvalidImageError("the image data is truncated or corrupt") from exc
+        factor = 1 if min_side is None else max(1, max(img.size) // min_side)
+        reduced = _reduce(img, factor)
+    pixels = _to_rgb(_orient(reduced, _orientation(img)))
     return pixels, original_long_side / max(pixels.shape[:2])
 
 
-def _apply_exif_orientation(img: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(img)
-    except _DECODE_ERRORS:
-        # A damaged EXIF block should not cost us an otherwise good photo.
+def _file_bytes(img: Image.Image) -> bytes | None:
+    fp = getattr(img, "fp", None)
+    if fp is None:
+        return None
+    fp.seek(0)
+    return fp.read()
+
+
+def _reduced_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """What Image.reduce(factor) gives: partial blocks at the edges count as pixels."""
+    return (-(-size[0] // factor), -(-size[1] // factor))
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """`img` averaged over factor x factor blocks, in a mode whose pixels can be averaged
+    (RGB, L, or I/F for high bit depths), with any transparency composited on white.
+
+    PIL's decoders (other than JPEG's and WebP's) only produce the full-size image in its own
+    mode, which is the compact one (1 byte a pixel for palette, 2 for 16-bit gray). Converting
+    that to a wide mode (RGBA, 32-bit) at full size would cost up to 160 MB more at 40 MP, and
+    NumPy in float several times that. So the conversion and compositing run in C on horizontal
+    strips, each reduced at once; only the small result is kept. Compositing before averaging is
+    what a viewer showing the image on white and then scaling it would show.
+    """
+    if img.mode in ("RGB", "L", "I", "F") and "transparency" not in img.info:
+        return img.reduce(factor) if factor > 1 else img
+    if factor == 1:
+        return _averageable(img)
+    width, height = img.size
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))
+    out = None
+    for top in range(0, height, rows):
+        piece = _averageable(img.crop((0, top, width, min(height, top + rows)))).reduce(factor)
+        if out is None:
+            out = Image.new(piece.mode, _reduced_size(img.size, factor))
+        out.paste(piece, (0, top // factor))
+    return out
+
+
+def _averageable(img: Image.Image) -> Image.Image:
+    if img.mode in _SIXTEEN_BIT_MODES:
+        return img.convert("I")
+    if img.mode in ("I", "F"):
         return img
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        return _on_white(img)
+    if img.mode in ("L", "1"):
+        return img.convert("L")
+    try:
+        return img.convert("RGB")
+    except ValueError as exc:
+        raise InvalidImageError(f"the colour mode {img.mode} is not supported") from exc
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """Straight-alpha image -> RGB over a white background (transparent uploads are usually
+    logos or cut-outs meant to be seen on white)."""
+    # La has no direct conversion to RGBA in PIL; going through LA is lossless.
+    rgba = img.convert("LA").convert("RGBA") if img.mode == "La" else img.convert("RGBA")
+    white = Image.new("RGB", rgba.size, (255, 255, 255))
+    white.paste(rgba, mask=rgba)
+    return white
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    except (*_DECODE_ERRORS, TypeError):
+        # A damaged EXIF block should not cost us an otherwise good photo.
+        return 1
+
+
+def _orient(img: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation to `img` (the reduced image, which has lost the EXIF block)."""
+    method = _EXIF_TRANSPOSE.get(orientation)
+    return img if method is None else img.transpose(method)
 
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:
@@ -131,18 +225,12 @@ def _too_large_from_pil(exc: Image.DecompressionBombError, max_pixels: int | Non
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode == "RGB":
-        return np.array(img, dtype=np.uint8, order="C")
     if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
         return _gray_to_rgb(_high_depth_to_uint8(img))
-    if img.mode in _ALPHA_MODES or "transparency" in img.info:
-        # La has no direct conversion to RGBA in PIL; going through LA is lossless.
-        rgba = img.convert("LA").convert("RGBA") if img.mode == "La" else img.convert("RGBA")
-        return _composite_on_white(np.array(rgba))
-    try:
-        return np.array(img.convert("RGB"), dtype=np.uint8, order="C")
-    except ValueError as exc:
-        raise InvalidImageError(f"the colour mode {img.mode} is not supported") from exc
+    img = _averageable(img)
+    if img.mode == "L":
+        return _gray_to_rgb(np.asarray(img, dtype=np.uint8))
+    return np.array(img, dtype=np.uint8, order="C")
 
 
 def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
@@ -170,14 +258,6 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(gray[:, :, np.newaxis], 3, axis=2))
 
 
-def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """Straight-alpha RGBA -> RGB over a white background (transparent uploads are usually
-    logos or cut-outs meant to be seen on white)."""
-    alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
-    rgb = rgba[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.ascontiguousarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
-
-
 def _from_array(array: np.ndarray, max_pixels: int | None) -> np.ndarray:
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise InvalidImageError(
@@ -188,7 +268,7 @@ def _from_array(array: np.ndarray, max_pixels: int | None) -> np.ndarray:
     if pixels.ndim == 2:
         return _gray_to_rgb(pixels)
     if pixels.shape[2] == 4:
-        return _composite_on_white(pixels)
+        return np.array(_on_white(Image.fromarray(pixels, "RGBA")), dtype=np.uint8, order="C")
     return np.array(pixels, dtype=np.uint8, order="C")
 
 

@@ -66,13 +66,15 @@ def test_large_jpeg_is_decoded_reduced_but_not_below_min_side(photos_dir):
     assert np.abs(resized.astype(int) - reduced.astype(int)).mean() < 4
 
 
-def test_small_images_and_pngs_are_never_reduced(photos_dir):
+def test_small_images_are_never_reduced_and_pngs_are_reduced_too(photos_dir):
     small = (photos_dir / "005_02ab3a1b.jpg").read_bytes()
     assert load_image_reduced(small, min_side=640)[1] == 1.0
+    # Since issue 10 every format is reduced, not only JPEG (a PNG by whole factors in C).
     buffer = io.BytesIO()
     Image.new("RGB", (3000, 2000), "white").save(buffer, "PNG")
     pixels, scale = load_image_reduced(buffer.getvalue(), min_side=640)
-    assert scale == 1.0 and pixels.shape == (2000, 3000, 3)
+    assert scale == 4.0 and pixels.shape == (500, 750, 3) and pixels.min() == 255
+    assert load_image_reduced(buffer.getvalue())[0].shape == (2000, 3000, 3)
 
 
 @pytest.mark.parametrize("name", [*PORTRAITS, "office1", "office4"])
