@@ -121,7 +121,10 @@ def _library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(name)
             lib.WebPInitDecoderConfigInternal.argtypes = [ctypes.POINTER(_Config), ctypes.c_int]
             lib.WebPGetFeaturesInternal.argtypes = [
-                ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Features), ctypes.c_int
+                ctypes.c_char_p,
+                ctypes.c_size_t,
+                ctypes.POINTER(_Features),
+                ctypes.c_int,
             ]
             lib.WebPDecode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Config)]
             lib.WebPFreeDecBuffer.argtypes = [ctypes.POINTER(_DecBuffer)]
