@@ -51,11 +51,12 @@ class Case:
     webp: bool = False
 
 
-def gradient(size: tuple[int, int], bands: int) -> np.ndarray:
-    """Smooth colours (compress well, so many pixels fit in few bytes) that are not one colour."""
+def gradient(size: tuple[int, int], bands: int, step: int = 1) -> np.ndarray:
+    """Smooth colours (compress well, so many pixels fit in few bytes) that are not one colour;
+    `step` > 1 makes runs of equal pixels, for LZW (TIFF, GIF), which has no row filters."""
     width, height = size
-    x = np.linspace(0, 255, width, dtype=np.float32)[np.newaxis, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, np.newaxis]
+    x = np.linspace(0, 255, width, dtype=np.float32)[np.newaxis, :] // step * step
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, np.newaxis] // step * step
     planes = [x + 0 * y, y + 0 * x, (x + y) / 2, 255 - (x + y) / 2][:bands]
     return np.stack(planes, axis=2).astype(np.uint8)
 
@@ -66,8 +67,8 @@ def save(img: Image.Image, fmt: str, **params) -> bytes:
     return out.getvalue()
 
 
-def rgb(size: tuple[int, int]) -> Image.Image:
-    return Image.fromarray(gradient(size, 3))
+def rgb(size: tuple[int, int], step: int = 1) -> Image.Image:
+    return Image.fromarray(gradient(size, 3, step))
 
 
 def rgba(size: tuple[int, int]) -> Image.Image:
@@ -78,9 +79,9 @@ def la(size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(gradient(size, 4)[:, :, 2:]))
 
 
-def palette(size: tuple[int, int]) -> Image.Image:
+def palette(size: tuple[int, int], step: int = 1) -> Image.Image:
     """A 256-colour palette image whose index 0 is transparent (tRNS / GIF transparency)."""
-    img = Image.fromarray(gradient(size, 1)[:, :, 0]).convert("P")
+    img = Image.fromarray(gradient(size, 1, step)[:, :, 0]).convert("P")
     img.putpalette([value for i in range(256) for value in (i, 255 - i, 128)])
     img.info["transparency"] = 0
     return img
@@ -117,14 +118,14 @@ CASES = (
         lambda s: save(rgba(s), "WEBP", lossless=True, method=0),
         webp=True,
     ),
-    Case("tiff-lzw", "TIFF, LZW RGB", lambda s: save(rgb(s), "TIFF", compression="tiff_lzw")),
+    Case("tiff-lzw", "TIFF, LZW RGB", lambda s: save(rgb(s, 32), "TIFF", compression="tiff_lzw")),
     Case(
         "tiff-deflate",
         "TIFF, deflate RGBA",
         lambda s: save(rgba(s), "TIFF", compression="tiff_adobe_deflate"),
     ),
     Case("bmp-1bit", "BMP, 1 bit per pixel", lambda s: save(bilevel(s), "BMP")),
-    Case("gif", "GIF, palette + transparency", lambda s: save(palette(s), "GIF", transparency=0)),
+    Case("gif", "GIF, palette + tRNS", lambda s: save(palette(s, 32), "GIF", transparency=0)),
     Case("jpeg-baseline", "JPEG, baseline", lambda s: save(rgb(s), "JPEG", quality=90)),
     Case(
         "jpeg-progressive",
@@ -194,8 +195,9 @@ def measure(path: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def run(quick: bool, folder: Path) -> list[dict]:
-    jobs = [(case, size) for case in CASES for size in sizes_for(case, quick)]
+def run(quick: bool, folder: Path, names: Sequence[str] | None = None) -> list[dict]:
+    cases = [case for case in CASES if not names or case.name in names]
+    jobs = [(case, size) for case in cases for size in sizes_for(case, quick)]
     results = []
     for case, size in tqdm(jobs, desc="decode cases", unit="case", file=sys.stderr):
         data = case.encode(size)
@@ -244,6 +246,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument(
+        "--cases", type=lambda text: text.split(","), help="only these, comma-separated"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -255,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     started, load_start = time.perf_counter(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="edgeface-decode-") as folder:
-        rows = run(args.quick, Path(folder))
+        rows = run(args.quick, Path(folder), args.cases)
     measured = [row for row in rows if "error" not in row]
     worst = {
         "cpu_s": max((row["cpu_s"] for row in measured), default=None),
@@ -269,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else " ".join(sys.argv),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "quick": args.quick,
+            "cases": args.cases,
             "pillow": PIL.__version__,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),

@@ -129,10 +129,11 @@ def _decode(
 
 def _file_bytes(img: Image.Image) -> bytes | None:
     fp = getattr(img, "fp", None)
-    if fp is None:
+    try:
+        fp.seek(0)
+        return fp.read()
+    except (AttributeError, OSError, ValueError):  # no file, or one already closed
         return None
-    fp.seek(0)
-    return fp.read()
 
 
 def _reduced_size(size: tuple[int, int], factor: int) -> tuple[int, int]:

@@ -36,7 +36,7 @@ from verification.thresholds import FARS, Thresholds, model_thresholds
 
 # Bump whenever decoding, detection or alignment change their output: caches of embeddings
 # (evaluation) are keyed on it.
-PIPELINE_VERSION = "3"
+PIPELINE_VERSION = "4"  # 4: every format decoded reduced (issue 10)
 FaceChoice = Literal["largest", "center"]
 Timings = dict[str, float]
 
