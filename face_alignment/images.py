@@ -142,25 +142,25 @@ def _reduced_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
 
 
 def _reduce(img: Image.Image, factor: int) -> Image.Image:
-    """`img` averaged over factor x factor blocks, in a mode whose pixels can be averaged
-    (RGB, L, or I/F for high bit depths), with any transparency composited on white.
+    """`img` averaged over factor x factor blocks (factor 1: as is) as RGB or L, any
+    transparency composited on white, or as I/F for high bit depths.
 
     PIL's decoders (other than JPEG's and WebP's) only produce the full-size image in its own
     mode, which is the compact one (1 byte a pixel for palette, 2 for 16-bit gray). Converting
     that to a wide mode (RGBA, 32-bit) at full size would cost up to 160 MB more at 40 MP, and
-    NumPy in float several times that. So the conversion and compositing run in C on horizontal
-    strips, each reduced at once; only the small result is kept. Compositing before averaging is
-    what a viewer showing the image on white and then scaling it would show.
+    NumPy in float several times that. So conversion and reduction run in C on horizontal
+    strips, and only the small result is kept. Transparent pixels are averaged premultiplied
+    (as PIL's own reduce() does for RGBA), so the result is what the image shown on white and
+    then scaled looks like, and is composited on white at the reduced size.
     """
     if img.mode in ("RGB", "L", "I", "F") and "transparency" not in img.info:
         return img.reduce(factor) if factor > 1 else img
-    if factor == 1:
-        return _averageable(img)
     width, height = img.size
     rows = factor * max(1, _STRIP_PIXELS // (width * factor))
     out = None
     for top in range(0, height, rows):
-        piece = _averageable(img.crop((0, top, width, min(height, top + rows)))).reduce(factor)
+        piece = _averageable(img.crop((0, top, width, min(height, top + rows))))
+        piece = _on_white(piece.reduce(factor) if factor > 1 else piece)
         if out is None:
             out = Image.new(piece.mode, _reduced_size(img.size, factor))
         out.paste(piece, (0, top // factor))
@@ -168,12 +168,17 @@ def _reduce(img: Image.Image, factor: int) -> Image.Image:
 
 
 def _averageable(img: Image.Image) -> Image.Image:
+    """`img` in a mode whose pixels can be averaged: RGB, L, I, F, or premultiplied RGBa/La."""
     if img.mode in _SIXTEEN_BIT_MODES:
         return img.convert("I")
-    if img.mode in ("I", "F"):
+    if img.mode in ("I", "F", "RGBa", "La"):
         return img
+    if img.mode == "LA":
+        return img.convert("La")
+    if img.mode == "RGBA" and "transparency" not in img.info:
+        return img.convert("RGBa")
     if img.mode in _ALPHA_MODES or "transparency" in img.info:
-        return _on_white(img)
+        return img.convert("RGBA").convert("RGBa")
     if img.mode in ("L", "1"):
         return img.convert("L")
     try:
@@ -183,13 +188,14 @@ def _averageable(img: Image.Image) -> Image.Image:
 
 
 def _on_white(img: Image.Image) -> Image.Image:
-    """Straight-alpha image -> RGB over a white background (transparent uploads are usually
-    logos or cut-outs meant to be seen on white)."""
-    # La has no direct conversion to RGBA in PIL; going through LA is lossless.
-    rgba = img.convert("LA").convert("RGBA") if img.mode == "La" else img.convert("RGBA")
-    white = Image.new("RGB", rgba.size, (255, 255, 255))
-    white.paste(rgba, mask=rgba)
-    return white
+    """Premultiplied RGBa/La -> RGB/L over a white background (transparent uploads are usually
+    logos or cut-outs meant to be seen on white); other modes unchanged."""
+    if img.mode not in ("RGBa", "La"):
+        return img
+    pixels = np.asarray(img)
+    # Premultiplied colour over white is colour + (255 - alpha); colour <= alpha, no overflow.
+    flat = pixels[:, :, :-1] + (255 - pixels[:, :, -1:])
+    return Image.fromarray(flat[:, :, 0] if img.mode == "La" else flat)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -226,9 +232,9 @@ def _too_large_from_pil(exc: Image.DecompressionBombError, max_pixels: int | Non
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
+    """An image as `_reduce` leaves it (RGB, L, I or F) -> HxWx3 uint8."""
+    if img.mode in ("I", "F"):
         return _gray_to_rgb(_high_depth_to_uint8(img))
-    img = _averageable(img)
     if img.mode == "L":
         return _gray_to_rgb(np.asarray(img, dtype=np.uint8))
     return np.array(img, dtype=np.uint8, order="C")
@@ -269,7 +275,7 @@ def _from_array(array: np.ndarray, max_pixels: int | None) -> np.ndarray:
     if pixels.ndim == 2:
         return _gray_to_rgb(pixels)
     if pixels.shape[2] == 4:
-        return np.array(_on_white(Image.fromarray(pixels, "RGBA")), dtype=np.uint8, order="C")
+        return _to_rgb(_reduce(Image.fromarray(pixels), 1))
     return np.array(pixels, dtype=np.uint8, order="C")
 
 
