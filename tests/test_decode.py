@@ -24,6 +24,7 @@ from face_alignment import (
     InvalidImageError,
     load_image,
     load_image_reduced,
+    warp_face,
 )
 from face_alignment import webp as webp_module
 
@@ -244,33 +245,47 @@ def test_animated_webp_gives_its_first_frame_reduced():
     assert pixels.shape == (350, 750, 3) and colour_at(pixels, 0.5) == RED
 
 
-def upscaled(path: Path, fmt: str, factor: int = 4) -> bytes:
+def upscaled(path: Path, fmt: str, factor: int) -> bytes:
     img = Image.open(path).convert("RGB")
-    return encode(
-        img.resize((img.width * factor, img.height * factor), Image.LANCZOS),
-        fmt,
-        **({"method": 0} if fmt == "WEBP" else {"compress_level": 1}),
-    )
+    img = img.resize((img.width * factor, img.height * factor), Image.LANCZOS)
+    return encode(img, fmt, **({"method": 0} if fmt == "WEBP" else {"compress_level": 1}))
 
 
-def test_embeddings_of_reduced_decodes_match_full_resolution(verifier, photos_dir):
-    """The aligned crop still comes from enough pixels: on portraits upscaled 4x to 1200-2344
-    px (PNG and WebP, which used to be decoded at full size), the embedding from the reduced
-    decode and from the full-resolution decode agree (cosine > 0.99)."""
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def test_crops_and_embeddings_of_reduced_decodes_match_full_resolution(verifier, photos_dir):
+    """Portraits upscaled 6x (1800-3516 px; PNG and WebP, which used to be decoded at full
+    size) are decoded reduced by 1 to 2 (the Verifier keeps twice the detector's 640 px).
+
+    The aligned crop still comes from enough pixels: warped with the same landmarks from the
+    reduced and from the full-size decode, the crops' embeddings agree (cosine > 0.99). End to
+    end, detection on the reduced picture moves MTCNN's landmarks a little, so the embeddings
+    agree a little less (measured on all 21 portraits as PNG: mean 0.9985, lowest 0.9898)."""
     full_resolution = copy.copy(verifier)
     full_resolution.decode_min_side = None
-    # Every other portrait keeps the test short; all 21 were checked when this was written.
-    portraits = sorted(photos_dir.glob("0*.jpg"))[::2]
+    portraits = sorted(photos_dir.glob("0*.jpg"))[::2]  # every other one keeps the test short
     assert len(portraits) >= 10
-    cosines = []
+    crops, end_to_end, reduced_by = [], [], []
     for i, path in enumerate(portraits):
-        data = upscaled(path, "PNG" if i % 2 else "WEBP")
+        data = upscaled(path, "PNG" if i % 2 else "WEBP", 6)
         reduced = verifier.decode(data)
-        assert max(reduced.pixels.shape[:2]) < 2 * DETECT_MAX_SIDE
+        full = full_resolution.decode(data)
+        reduced_by.append(reduced.scale)
+        face = verifier.detect(full.pixels, largest_only=True)[0]
+        same_landmarks = [
+            warp_face(full.pixels, face.landmarks),
+            warp_face(reduced.pixels, face.landmarks / reduced.scale),
+        ]
+        a, b = (unit(e) for e in verifier.embed(same_landmarks))
+        crops.append(float(a @ b))
         [[ours]] = verifier.embed_images([data], ["image"])
-        [[full]] = full_resolution.embed_images([data], ["image"])
-        cosines.append(float(np.dot(ours.embedding, full.embedding)))
-    assert min(cosines) > 0.99, [round(c, 4) for c in cosines]
+        [[theirs]] = full_resolution.embed_images([data], ["image"])
+        end_to_end.append(float(unit(ours.embedding) @ unit(theirs.embedding)))
+    assert max(reduced_by) > 1.9, reduced_by  # the reduction did happen
+    assert min(crops) > 0.99, [round(c, 4) for c in crops]
+    assert np.mean(end_to_end) > 0.995 and min(end_to_end) > 0.98, end_to_end
 
 
 def test_quick_benchmark_reports_every_field(tmp_path):
@@ -286,6 +301,6 @@ def test_quick_benchmark_reports_every_field(tmp_path):
     for row in report["cases"]:
         assert "error" not in row and row["inside_limits"], row
         assert row["cpu_s"] > 0 and row["wall_s"] > 0 and row["peak_extra_mb"] >= 0
-        assert max(row["decoded"]) < 2 * DETECT_MAX_SIDE
+        assert max(row["decoded"]) < 4 * DETECT_MAX_SIDE
         assert row["scale"] >= 1 and len(row["mean_rgb"]) == 3
     assert "| png-rgba |" in done.stdout and "worst:" in done.stdout
