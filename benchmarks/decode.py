@@ -4,8 +4,8 @@ Synthetic worst cases inside the service's limits (a file of at most 10 MB, at m
 megapixels): many pixels in few bytes, in every format and colour mode the decoder treats
 differently, at 6000x6000 and at 40 megapixels with extreme aspect ratios (WebP stops at 16383
 pixels a side). Each case is decoded the way ``Verifier.decode`` does it (``load_image_reduced``
-to at least twice the detector's ``DETECT_MAX_SIDE``), then downscaled as the detector does, in
-a fresh child process, which reports CPU seconds, wall seconds and its peak RSS above its idle
+with the detector's ``DETECT_MAX_SIDE``), then downscaled as the detector does, in a fresh
+child process, which reports CPU seconds, wall seconds and its peak RSS above its idle
 RSS (after imports, with the file's bytes already read; the peak is /proc's VmHWM, reset
 before the decode). Prints a table, writes JSON.
 
@@ -163,14 +163,12 @@ def child(path: Path) -> dict:
     """Decode one file as the pipeline does; runs in a fresh process (``--child``)."""
     from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE, load_image_reduced
     from face_alignment.detection import _resize  # the detector's own downscale
-    from verification.pipeline import DECODE_SIDE_FACTOR
 
     data = path.read_bytes()
     reset_peak_rss()
     idle = status_bytes("VmRSS")
     cpu, wall = time.process_time(), time.perf_counter()
-    min_side = DECODE_SIDE_FACTOR * DETECT_MAX_SIDE  # as Verifier.decode does
-    pixels, scale = load_image_reduced(data, DEFAULT_MAX_PIXELS, min_side)
+    pixels, scale = load_image_reduced(data, DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE)  # as Verifier
     decode_cpu = time.process_time() - cpu
     decoded = pixels.shape
     if max(pixels.shape[:2]) > DETECT_MAX_SIDE:

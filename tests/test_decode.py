@@ -29,7 +29,7 @@ from face_alignment import (
 from face_alignment import webp as webp_module
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = (1500, 700)  # reduced by 2 with min_side 640: 750x350
+SIZE = (1500, 700)  # with min_side 320: 750x350 (by boxes), 375x175 (JPEG)
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
 
@@ -135,26 +135,28 @@ def test_every_format_decodes_reduced_to_the_right_size_and_colours(
     name, make, left, right, tolerance
 ):
     data = make()
-    pixels, scale = load_image_reduced(data, min_side=DETECT_MAX_SIDE)
+    # JPEG scales in the DCT to [1, 2) x min_side, the rest by boxes to [2, 4) x min_side.
+    pixels, scale = load_image_reduced(data, min_side=320)
     assert pixels.dtype == np.uint8 and pixels.flags.c_contiguous
-    assert pixels.shape == (350, 750, 3), name
-    assert scale == pytest.approx(2.0)
+    factor = 4 if name.startswith("jpeg") else 2
+    assert pixels.shape == (700 // factor, 1500 // factor, 3), name
+    assert scale == pytest.approx(factor)
     for x, expected in ((0.25, left), (0.75, right)):
         got = colour_at(pixels, x)
         assert np.abs(np.subtract(got, expected)).max() <= tolerance, (name, x, got, expected)
     # The same picture as the full-resolution decode, made smaller.
     full = load_image(data)
     assert full.shape == (700, 1500, 3)
-    reference = np.asarray(Image.fromarray(full).reduce(2)).astype(int)
+    reference = np.asarray(Image.fromarray(full).reduce(factor)).astype(int)
     assert np.abs(reference - pixels.astype(int)).mean() < 1.0 + tolerance / 4, name
 
 
-def test_reduction_keeps_the_long_side_between_min_side_and_twice_that():
+def test_box_reduction_keeps_the_long_side_between_twice_and_four_times_min_side():
     for size, expected in (
-        ((6000, 400), (667, 45)),
-        ((639, 3000), (160, 750)),
-        ((1279, 1279), (1279, 1279)),
-        ((1280, 10), (640, 5)),
+        ((6000, 400), (1500, 100)),
+        ((639, 3000), (320, 1500)),
+        ((2559, 2559), (2559, 2559)),
+        ((2560, 10), (1280, 5)),
     ):
         data = encode(Image.new("RGB", size, (10, 20, 30)), "PNG")
         pixels, scale = load_image_reduced(data, min_side=640)
@@ -175,7 +177,7 @@ def test_transparent_palette_and_alpha_edges_are_averaged_after_compositing():
         encode(Image.fromarray(board), "PNG"),
         encode(Image.fromarray(board), "WEBP", lossless=True),
     ):
-        pixels, _ = load_image_reduced(data, min_side=640)
+        pixels, _ = load_image_reduced(data, min_side=320)
         assert pixels.shape == (700, 700, 3)
         assert np.abs(pixels.reshape(-1, 3).mean(axis=0) - 127.5).max() < 2
 
@@ -184,7 +186,7 @@ def test_sixteen_bit_ramp_is_scaled_not_clipped():
     ramp = np.linspace(0, 65535, 2000).round().astype(np.uint16)
     img = Image.fromarray(np.repeat(ramp[np.newaxis], 20, axis=0))
     assert img.mode == "I;16"
-    pixels, _ = load_image_reduced(encode(img, "PNG"), min_side=640)
+    pixels, _ = load_image_reduced(encode(img, "PNG"), min_side=320)
     row = pixels[5, :, 0].astype(int)
     assert pixels.shape == (7, 667, 3)
     assert row[0] <= 1 and row[-1] >= 254 and np.all(np.diff(row) >= 0)
@@ -202,8 +204,9 @@ def exif_rotated(fmt: str) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_exif_orientation_is_applied_after_reduction(fmt):
-    pixels, scale = load_image_reduced(exif_rotated(fmt), min_side=640)
-    assert pixels.shape == (800, 400, 3) and scale == pytest.approx(2.0)
+    pixels, scale = load_image_reduced(exif_rotated(fmt), min_side=320)
+    factor = 4 if fmt == "JPEG" else 2
+    assert pixels.shape == (1600 // factor, 800 // factor, 3) and scale == pytest.approx(factor)
     assert colour_at(pixels, 0.5, 0.2)[0] > 200 and colour_at(pixels, 0.5, 0.8)[0] < 50
 
 
@@ -214,23 +217,23 @@ def test_limits_are_enforced_before_decoding_in_every_path():
             load_image_reduced(data, max_pixels=119_999, min_side=64)
     png = encode(halves("RGBA", (*RED, 255), (0, 0, 255, 0)), "PNG")
     with pytest.raises(InvalidImageError, match="truncated or corrupt"):
-        load_image_reduced(png[: len(png) // 2], min_side=640)
+        load_image_reduced(png[: len(png) // 2], min_side=320)
 
 
 def test_corrupt_webp_is_invalid_through_the_pil_fallback():
     data = encode(halves("RGB", RED, BLUE), "WEBP", quality=90)
     with pytest.raises(InvalidImageError):
-        load_image_reduced(data[: len(data) // 2], min_side=640)
+        load_image_reduced(data[: len(data) // 2], min_side=320)
 
 
 def test_webp_without_libwebp_falls_back_to_pil(monkeypatch):
     data = encode(halves("RGBA", (*RED, 255), (0, 0, 255, 128)), "WEBP", lossless=True)
     assert webp_module._library() is not None, "Pillow's bundled libwebp should load"
-    by_libwebp, scale = load_image_reduced(data, min_side=640)
+    by_libwebp, scale = load_image_reduced(data, min_side=320)
     monkeypatch.setattr(webp_module, "_candidates", lambda: [])
     webp_module._library.cache_clear()
     try:
-        by_pil, pil_scale = load_image_reduced(data, min_side=640)
+        by_pil, pil_scale = load_image_reduced(data, min_side=320)
     finally:
         monkeypatch.undo()
         webp_module._library.cache_clear()
@@ -241,7 +244,7 @@ def test_webp_without_libwebp_falls_back_to_pil(monkeypatch):
 def test_animated_webp_gives_its_first_frame_reduced():
     frames = [Image.new("RGB", (1500, 700), colour) for colour in (RED, BLUE)]
     data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
-    pixels, _ = load_image_reduced(data, min_side=640)
+    pixels, _ = load_image_reduced(data, min_side=320)
     assert pixels.shape == (350, 750, 3) and colour_at(pixels, 0.5) == RED
 
 
@@ -257,7 +260,7 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 def test_crops_and_embeddings_of_reduced_decodes_match_full_resolution(verifier, photos_dir):
     """Portraits upscaled 6x (1800-3516 px; PNG and WebP, which used to be decoded at full
-    size) are decoded reduced by 1 to 2 (the Verifier keeps twice the detector's 640 px).
+    size) are decoded reduced by 1 to 2 (boxes keep twice the detector's 640 px).
 
     The aligned crop still comes from enough pixels: warped with the same landmarks from the
     reduced and from the full-size decode, the crops' embeddings agree (cosine > 0.99). End to

