@@ -97,3 +97,17 @@ def verifier_options(given_checkpoint_dir: str | os.PathLike | None = None) -> d
         "runtime": runtime(),
         "onnx_dir": onnx_dir(),
     }
+
+
+def lfw_train_dir() -> Path:
+    """``../shared/lfw-train`` beside the repository (the training experiments' LFW people)."""
+    return SHARED / "lfw-train"
+
+
+def torchrun_rank() -> tuple[int, int, int]:
+    """(rank, world size, local rank) that ``torchrun`` sets; (0, 1, 0) when run alone."""
+    return (
+        int(value("RANK", "0")),
+        int(value("WORLD_SIZE", "1")),
+        int(value("LOCAL_RANK", "0")),
+    )

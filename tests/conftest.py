@@ -71,3 +71,25 @@ def postgres():
         pytest.skip(str(exc))
     with postgres_server() as url:
         yield url
+
+
+LFW_TRAIN_DIR = SHARED / "lfw-train"
+
+
+@pytest.fixture(scope="session")
+def lfw_train_crops(tmp_path_factory, checkpoint_dir, onnx_cache) -> Path:
+    """20 people of ../shared/lfw-train (14 to 20 images each, 328 in all) through
+    ``training.prepare --face center``, once per test session."""
+    from training.prepare import prepare
+
+    images = require(LFW_TRAIN_DIR / "images", "LFW training subset")
+    root = tmp_path_factory.mktemp("lfw-train")
+    src = root / "src"
+    people = [p for p in sorted(images.iterdir()) if 14 <= len(list(p.iterdir())) <= 20][:20]
+    for person in people:
+        (src / person.name).mkdir(parents=True)
+        for image in person.iterdir():
+            (src / person.name / image.name).symlink_to(image)
+    options = {"checkpoint_dir": checkpoint_dir, "runtime": "auto", "onnx_dir": onnx_cache}
+    prepare(src, root / "crops", face="center", workers=2, options=options, progress=False)
+    return root / "crops"
