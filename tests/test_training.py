@@ -1,5 +1,5 @@
-"""python -m training.train for real: XXS from scratch on 20 prepared LFW people, two epochs;
-exact resume; the output folder served by a real server; two ranks under torchrun."""
+"""python -m training.train for real: XXS on 20 prepared LFW people, two epochs; exact resume;
+the output folder served by a real server; two ranks under torchrun."""
 
 import json
 import subprocess
@@ -12,10 +12,12 @@ import torch
 from tests.server import REPO, started_server
 from training.train import main
 
+# Fine-tuned from the released XXS weights with fresh class centres: two epochs from scratch
+# stay at chance here (50.8% 10-fold validation accuracy measured), which tests nothing.
 TINY = [
-    "--model", "edgeface_xxs", "--loss", "cosface", "--margin", "0.2", "--scale", "32",
-    "--epochs", "2", "--batch-size", "32", "--lr", "2e-3", "--fractions", "0.7", "0.2", "0.1",
-    "--log-every", "1", "--no-progress",
+    "--model", "edgeface_xxs", "--init", "edgeface_xxs_q", "--loss", "cosface", "--margin", "0.2",
+    "--scale", "32", "--epochs", "2", "--batch-size", "32", "--lr", "5e-4",
+    "--fractions", "0.7", "0.2", "0.1", "--log-every", "1", "--no-progress",
 ]  # fmt: skip
 
 
@@ -25,9 +27,14 @@ def records(out, kind):
 
 
 @pytest.fixture(scope="module")
-def trained(lfw_train_crops, tmp_path_factory):
+def data_args(lfw_train_crops, checkpoint_dir):
+    return ["--data", str(lfw_train_crops), "--checkpoint-dir", str(checkpoint_dir), *TINY]
+
+
+@pytest.fixture(scope="module")
+def trained(lfw_train_crops, checkpoint_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["--data", str(lfw_train_crops), "--out", str(out), *TINY]) == 0
+    assert main([*data_args(lfw_train_crops, checkpoint_dir), "--out", str(out)]) == 0
     return out
 
 
@@ -39,7 +46,7 @@ def test_a_tiny_run_lowers_the_loss_and_beats_chance(trained):
     assert epochs[1]["loss"] < epochs[0]["loss"]
     result = json.loads((trained / "result.json").read_text())
     # 10-fold accuracy (threshold fitted on the other folds) on balanced pairs: chance is 0.5.
-    assert result["validation"]["accuracy"] > 0.55
+    assert result["validation"]["accuracy"] > 0.6
     assert result["classes"] == 20 and result["test"]["pairs"] > 0
     thresholds = json.loads((trained / "thresholds.json").read_text())["models"]["edgeface_xxs"]
     assert set(thresholds) == {"cosine", "angular", "euclidean", "euclidean_l2"}
@@ -48,8 +55,8 @@ def test_a_tiny_run_lowers_the_loss_and_beats_chance(trained):
     assert last["epoch"] == 2 and {"model", "head", "optimizer", "scheduler", "rng"} <= set(last)
 
 
-def test_stop_and_resume_continues_exactly(trained, lfw_train_crops, tmp_path):
-    args = ["--data", str(lfw_train_crops), "--out", str(tmp_path), *TINY]
+def test_stop_and_resume_continues_exactly(trained, lfw_train_crops, checkpoint_dir, tmp_path):
+    args = [*data_args(lfw_train_crops, checkpoint_dir), "--out", str(tmp_path)]
     assert main([*args, "--stop-after-epochs", "1"]) == 0
     assert not (tmp_path / "edgeface_xxs.pt").exists()  # stopped, not finished
     assert main([*args, "--resume"]) == 0
@@ -77,11 +84,13 @@ def test_the_output_folder_is_served_with_its_own_thresholds(trained, photos_dir
         assert str(trained / "thresholds.json") in server.log()
 
 
-def test_torchrun_two_ranks_train_and_only_rank_zero_writes(lfw_train_crops, tmp_path):
+def test_torchrun_two_ranks_train_and_only_rank_zero_writes(
+    lfw_train_crops, checkpoint_dir, tmp_path
+):
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "training.train", "--data", str(lfw_train_crops), "--out", str(out), *TINY,
+        "-m", "training.train", *data_args(lfw_train_crops, checkpoint_dir), "--out", str(out),
         "--epochs", "1", "--batch-size", "16",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -96,3 +105,21 @@ def test_torchrun_two_ranks_train_and_only_rank_zero_writes(lfw_train_crops, tmp
     last = torch.load(out / "last.pt", weights_only=False)
     assert last["world_size"] == 2
     assert [h["weight"].shape[0] for h in last["head"]] == [10, 10]  # the centres, sharded
+
+
+def test_the_original_experiments_command_runs_a_row_and_writes_its_table(
+    lfw_train_crops, tmp_path
+):
+    from training.experiments import main as experiments
+
+    argv = ["original", "--budget", "tiny", "--crops", str(lfw_train_crops), "--out", str(tmp_path)]
+    assert experiments([*argv, "--rows", "cosface_0.4", "triplet_1.5"]) == 0
+    summary = json.loads((tmp_path / "experiments.json").read_text())
+    assert set(summary["rows"]) == {"cosface_0.4", "triplet_1.5"}
+    assert all(0.0 <= row["test"]["best_accuracy"] <= 1.0 for row in summary["rows"].values())
+    table = (tmp_path / "README.md").read_text()
+    assert "| cosface | 0.4 | 83.7 |" in table and "| triplet | 1.5 | 69.8 |" in table
+    assert "| 0.5 | 83.7 |" in table  # the gamma table reuses the CosFace row
+    steps = len(records(tmp_path / "cosface_0.4", "step"))
+    assert experiments([*argv, "--rows", "cosface_0.4"]) == 0  # a finished row is not rerun
+    assert len(records(tmp_path / "cosface_0.4", "step")) == steps
