@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, same JSON shape")
     parser.add_argument("--model", default="edgeface_xxs")
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--batch", type=int, help="throughput batch (default 64)")
+    parser.add_argument("--steps", type=int, help="steps per head per round (default 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
     args = parser.parse_args(argv)
     if args.quick:
         sizes = {"batch": 8, "classes": 100, "steps": 1, "rounds": 1}
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = {"batch": 64, "classes": 1000, "steps": 3, "rounds": 5}
         scale = {"classes": 100_000, "batch": 128, "steps": 6}
+    for key in ("batch", "steps", "rounds"):
+        if getattr(args, key):
+            sizes[key] = getattr(args, key)
     started = time.monotonic()
     report = {
         "meta": {

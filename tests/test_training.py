@@ -26,7 +26,6 @@ def records(out, kind):
     return [r for r in lines if r["kind"] == kind]
 
 
-@pytest.fixture(scope="module")
 def data_args(lfw_train_crops, checkpoint_dir):
     return ["--data", str(lfw_train_crops), "--checkpoint-dir", str(checkpoint_dir), *TINY]
 

@@ -190,7 +190,8 @@ class TripletLoss(nn.Module):
         self.margin, self.mining = margin, mining
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        d = squared_distances(embeddings)
+        with torch.autocast(embeddings.device.type, enabled=False):  # float32 distances
+            d = squared_distances(embeddings)
         with torch.no_grad():
             a, p, n = mine_triplets(d.detach(), labels, self.mining, self.margin)
         if a.numel() == 0:

@@ -205,6 +205,11 @@ def validation_pairs(args: argparse.Namespace, split: Split) -> tuple[list[Pair]
     if args.lfw_pairs:
         return lfw_crop_pairs(args.lfw_pairs, args.lfw_crops), f"LFW pairs {args.lfw_pairs.name}"
     pairs = random_pairs(split.val, args.val_pairs, args.seed)
+    if not pairs:
+        raise ValueError(
+            f"the validation part ({len(split.val)} crops) makes no same-person pair; "
+            "use more images per person, larger --fractions or --lfw-pairs"
+        )
     return pairs, f"{len(pairs)} random pairs of the validation part ({args.split} split)"
 
 
@@ -352,7 +357,8 @@ def _train(args: argparse.Namespace, ctx: Context, regulariser: Regulariser | No
 
     history: list[dict] = []
     first_epoch = 1
-    if args.resume and (out / LAST).is_file():
+    resuming = args.resume and (out / LAST).is_file()
+    if resuming:
         state = torch.load(out / LAST, map_location=ctx.device, weights_only=False)
         if state["world_size"] != ctx.world_size:
             raise ValueError(
@@ -366,7 +372,7 @@ def _train(args: argparse.Namespace, ctx: Context, regulariser: Regulariser | No
         set_rng_state(state["rng"][ctx.rank])
         history, first_epoch = state["history"], state["epoch"] + 1
 
-    log = (out / LOG).open("a") if ctx.main else None
+    log = (out / LOG).open("a" if resuming else "w") if ctx.main else None
     last_epoch = args.epochs
     if args.stop_after_epochs:
         last_epoch = min(args.epochs, first_epoch + args.stop_after_epochs - 1)
