@@ -11,6 +11,7 @@ import torch
 
 from tests.server import REPO, started_server
 from training.train import main
+from verification.thresholds import FARS, far_key
 
 # Fine-tuned from the released XXS weights with fresh class centres: two epochs from scratch
 # stay at chance here (50.8% 10-fold validation accuracy measured), which tests nothing.
@@ -49,6 +50,9 @@ def test_a_tiny_run_lowers_the_loss_and_beats_chance(trained):
     assert result["classes"] == 20 and result["test"]["pairs"] > 0
     thresholds = json.loads((trained / "thresholds.json").read_text())["models"]["edgeface_xxs"]
     assert set(thresholds) == {"cosine", "angular", "euclidean", "euclidean_l2"}
+    # The service's operating points too, over every pair of the validation images.
+    assert set(thresholds["cosine"]["at_far"]) == {far_key(far) for far in FARS}
+    assert 0 <= thresholds["cosine"]["far"] <= 1
     assert (trained / "curves.png").stat().st_size > 0
     last = torch.load(trained / "last.pt", weights_only=False)
     assert last["epoch"] == 2 and {"model", "head", "optimizer", "scheduler", "rng"} <= set(last)

@@ -43,6 +43,7 @@ import environment
 from backbones.catalog import EMBEDDING_SIZE, MODELS, CheckpointError, checkpoint_path, model_info
 from backbones.checkpoints import load_state_dict_strict, read_state_dict
 from backbones.edgeface import EdgeFace, build_model
+from evaluation.calibrate import operating_points
 from evaluation.metrics import kfold_accuracy
 from evaluation.pairs import Pair, unique_images
 from training.data import (
@@ -236,14 +237,20 @@ def pair_distances(
     return pairwise_distances(first, second, metric), np.array([p.same for p in pairs])
 
 
-def evaluate_pairs(model: nn.Module, pairs: list[Pair], device: torch.device) -> dict:
+def evaluate_pairs(
+    model: nn.Module, pairs: list[Pair], device: torch.device, operating: bool = False
+) -> dict:
     """Accuracy on these pairs with the project's metrics; fitted thresholds for every metric.
 
     ``accuracy``: 10-fold (threshold fitted on nine tenths, applied to the tenth), the honest
     figure; ``best_accuracy``: the best single threshold on all pairs (the original
-    experiments' protocol, optimistic). Pairs of an LFW file keep their own folds.
+    experiments' protocol, optimistic). Pairs of an LFW file keep their own folds. With
+    ``operating``, each metric also gets the FAR at its threshold and the thresholds at the
+    service's operating points, over every pair of the pairs' images (as
+    ``evaluation.calibrate`` measures them).
     """
-    embeddings = embed_paths(model, unique_images(pairs), device)
+    images = unique_images(pairs)
+    embeddings = embed_paths(model, images, device)
     folds = np.array([p.fold for p in pairs])
     if np.unique(folds).size == 1:
         folds = np.arange(len(pairs)) % 10
@@ -251,10 +258,13 @@ def evaluate_pairs(model: nn.Module, pairs: list[Pair], device: torch.device) ->
     for metric in METRICS:
         distances, same = pair_distances(embeddings, pairs, metric)
         threshold, best = best_threshold(distances, same)
-        report["thresholds"][metric] = {
-            "threshold": round(threshold, 6),
-            "accuracy": round(best, 4),
-        }
+        entry = {"threshold": round(threshold, 6), "accuracy": round(best, 4)}
+        if operating:
+            matrix = np.stack([embeddings[path] for path in images])
+            identities = np.array([path.parent.name for path in images])
+            points, far = operating_points(matrix, identities, metric, threshold)
+            entry.update(far=float(f"{far:.3g}"), at_far=points)
+        report["thresholds"][metric] = entry
         if metric == "cosine":
             report["accuracy"] = kfold_accuracy(distances, same, folds).mean
             report["best_accuracy"] = best
@@ -269,7 +279,12 @@ def thresholds_table(name: str, report: dict, fitted_on: str) -> dict:
         "rule": "match when distance <= threshold",
         "models": {
             name: {
-                metric: {"threshold": entry["threshold"], "val_accuracy": entry["accuracy"]}
+                metric: {
+                    "threshold": entry["threshold"],
+                    "far": entry.get("far"),
+                    "val_accuracy": entry["accuracy"],
+                    "at_far": entry.get("at_far", {}),
+                }
                 for metric, entry in report["thresholds"].items()
             }
         },
@@ -467,7 +482,7 @@ def finish(args, model, split, val_pairs, val_name, history, ctx) -> dict:
     out: Path = args.out
     model_file = checkpoint_path(args.model, out)
     save_atomic({k: v.cpu() for k, v in model.state_dict().items()}, model_file)
-    val = evaluate_pairs(model, val_pairs, ctx.device)
+    val = evaluate_pairs(model, val_pairs, ctx.device, operating=True)
     thresholds = thresholds_table(args.model, val, val_name)
     (out / BESIDE_CHECKPOINT).write_text(json.dumps(thresholds, indent=2) + "\n")
     test_pairs = random_pairs(split.test, args.val_pairs, args.seed + 1)
