@@ -29,7 +29,6 @@ import environment
 from backbones.catalog import model_info
 from backbones.checkpoints import load_model
 from backbones.edgeface import count_parameters
-from evaluation.pairs import read_pairs
 from face_alignment.networks import onnx_session
 from training.compress import (
     compressed_model,
@@ -41,6 +40,7 @@ from training.compress import (
     student_name,
     teacher_targets,
 )
+from training.data import lfw_crop_pairs
 from verification.export import export_network
 from verification.thresholds import best_threshold
 
@@ -78,19 +78,14 @@ class DevTest:
     """LFW View 1 DevTest pairs over the prepared crops."""
 
     def __init__(self, lfw: Path, crops: Path) -> None:
-        pairs = read_pairs(lfw / "pairsDevTest.txt", lfw / "images", check_files=False)
-
-        def crop(path: Path) -> Path:
-            return crops / path.parent.name / f"{path.stem}.png"
-
-        kept = [p for p in pairs if crop(p.first).is_file() and crop(p.second).is_file()]
-        paths = sorted({crop(p.first) for p in kept} | {crop(p.second) for p in kept})
+        pairs = lfw_crop_pairs(lfw / "pairsDevTest.txt", crops)
+        paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
         index = {p: i for i, p in enumerate(paths)}
-        self.first = np.array([index[crop(p.first)] for p in kept])
-        self.second = np.array([index[crop(p.second)] for p in kept])
-        self.same = np.array([p.same for p in kept])
+        self.first = np.array([index[p.first] for p in pairs])
+        self.second = np.array([index[p.second] for p in pairs])
+        self.same = np.array([p.same for p in pairs])
         self.crops = read_crops(paths)
-        self.pairs, self.missing = len(kept), len(pairs) - len(kept)
+        self.pairs = len(pairs)
 
     def accuracy(self, model: torch.nn.Module) -> float:
         embeddings = embed(model, self.crops).numpy()
@@ -136,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = find_crops(args.crops, exclude)
     crops = read_crops(paths)
     print(
-        f"DevTest: {devtest.pairs} pairs ({devtest.missing} without a crop); distillation: "
+        f"DevTest: {devtest.pairs} pairs; distillation: "
         f"{len(crops)} crops, DevTest's {len(exclude)} people left out",
         flush=True,
     )

@@ -24,11 +24,14 @@ from training.compress import (
     find_crops,
     identities_in,
     main,
+    read_crops,
     student_name,
     svd_factors,
     svd_student,
 )
+from training.train import preserving_regulariser
 from verification import Verifier
+from verification.embedding import to_batch
 
 STUDENT = "edgeface_xs_gamma_06"
 
@@ -167,3 +170,23 @@ def test_crops_prepared_twice_count_once_and_excluded_people_not_at_all(tmp_path
         ("a", "Ann", "1"),
         ("b", "Ann", "2"),
     ]
+
+
+def test_preserving_regulariser_is_zero_at_the_start_and_grows_after_a_step(
+    checkpoint_dir, crops_dir
+):
+    model = load_model("edgeface_xxs_q", checkpoint_dir).train()
+    cosine = preserving_regulariser(model, weight=2.0, kind="cosine")
+    l2 = preserving_regulariser(model, weight=1.0, kind="l2")
+    images = torch.from_numpy(to_batch(read_crops(sorted(crops_dir.glob("*/*.png"))[:8])))
+    assert float(cosine(images, model(images), None)) == pytest.approx(0, abs=1e-5)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    model(images)[:, 0].mean().backward()  # any step that moves the weights
+    optimizer.step()
+    with torch.no_grad():
+        embeddings = model(images)
+    after = float(cosine(images, embeddings, None))
+    assert after > 1e-4
+    # For unit vectors |a - b|^2 = 2 (1 - cos): the two kinds agree up to that factor.
+    assert float(l2(images, embeddings, None)) == pytest.approx(after, rel=1e-4)

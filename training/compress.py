@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -38,6 +37,7 @@ from backbones.catalog import MODELS, model_info
 from backbones.checkpoints import load_model
 from backbones.edgeface import EdgeFace, count_parameters, get_model
 from backbones.lora import LoRALin
+from training import data
 from verification.embedding import to_batch
 
 REPORT = "compress.json"
@@ -118,20 +118,18 @@ def find_crops(folders: Iterable[Path], exclude: set[str] = frozenset()) -> list
     each image once."""
     crops: dict[tuple[str, str], Path] = {}
     for folder in folders:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: not a folder of prepared crops")
-        for path in sorted(folder.glob("*/*.png")):
+        for sample in data.find_crops(folder):
             # The same image prepared into two folders (LFW subsets overlap) counts once.
-            if path.parent.name not in exclude:
-                crops.setdefault((path.parent.name, path.stem), path)
+            if sample.identity not in exclude:
+                crops.setdefault((sample.identity, sample.path.stem), sample.path)
     if not crops:
-        raise FileNotFoundError("no crops (FOLDER/NAME/*.png): run python -m training.prepare")
+        raise FileNotFoundError("every crop belongs to an excluded identity")
     return list(crops.values())
 
 
 def read_crops(paths: Sequence[Path]) -> np.ndarray:
     """N x 112 x 112 x 3 uint8."""
-    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    return np.stack([data.read_crop(p) for p in paths])
 
 
 @torch.no_grad()

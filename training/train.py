@@ -23,6 +23,7 @@ size is per rank, as in insightface's ``train_v2.py``.
 """
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
@@ -63,8 +65,10 @@ from verification.thresholds import BESIDE_CHECKPOINT, accuracy_at, best_thresho
 LOSSES = ("cosface", "arcface", "sphereface", "combined", "triplet")
 LAST = "last.pt"
 LOG = "log.jsonl"
-# A regulariser adds a term to each step's loss (e.g. a distillation or compression penalty).
-Regulariser = Callable[[nn.Module, Tensor, Tensor], Tensor]
+# A regulariser adds a term to each step's loss (e.g. a distillation or compression penalty):
+# regulariser(images, embeddings, labels).
+Regulariser = Callable[[Tensor, Tensor, Tensor], Tensor]
+PRESERVE = ("cosine", "l2")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -90,6 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint-dir", help=f"for --init NAME; default ${environment.CHECKPOINT_DIR}"
     )
+    p.add_argument(
+        "--preserve-weight", type=float, default=0.0,
+        help="fine-tuning that does not forget: add this times the distance between each "
+        "embedding and the frozen initial model's embedding of the same image (0: off)",
+    )
+    p.add_argument("--preserve", choices=PRESERVE, default="cosine", help="that distance")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch-size", type=int, default=128, help="per rank")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
@@ -190,6 +200,25 @@ def build(args: argparse.Namespace) -> EdgeFace:
             path = Path(args.init)
         load_state_dict_strict(model, read_state_dict(path), path)
     return model
+
+
+def preserving_regulariser(initial: nn.Module, weight: float, kind: str = "cosine") -> Regulariser:
+    """``weight`` x the mean distance (cosine, or squared L2 of the normalised vectors) between
+    the trained embedding and a frozen copy of ``initial``'s, so that fine-tuning on a few
+    people keeps what the initial model knew. Zero while the weights are the initial ones."""
+    frozen = copy.deepcopy(initial).eval().requires_grad_(False)
+
+    def term(images: Tensor, embeddings: Tensor, labels: Tensor) -> Tensor:
+        with torch.no_grad():
+            target = F.normalize(frozen(images).float(), dim=1)
+        current = F.normalize(embeddings.float(), dim=1)
+        if kind == "cosine":
+            distance = 1 - (current * target).sum(1)
+        else:
+            distance = (current - target).pow(2).sum(1)
+        return weight * distance.mean()
+
+    return term
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -319,9 +348,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def train(args: argparse.Namespace, regulariser: Regulariser | None = None) -> dict | None:
     """Run the training ``args`` describe; rank 0 returns the result it writes, others None.
 
-    ``regulariser(model, embeddings, labels)``, if given, is added to every step's loss.
+    ``regulariser(images, embeddings, labels)``, if given, is added to every step's loss;
+    without one, ``--preserve-weight`` > 0 builds ``preserving_regulariser`` from the initial
+    weights.
     """
     ctx = start_distributed()
+    if regulariser is None and args.preserve_weight > 0:
+        regulariser = preserving_regulariser(build(args).to(ctx.device), args.preserve_weight,
+                                             args.preserve)  # fmt: skip
     try:
         return _train(args, ctx, regulariser)
     finally:
@@ -408,7 +442,7 @@ def _train(args: argparse.Namespace, ctx: Context, regulariser: Regulariser | No
                 embeddings = trained(images)
                 loss = head(embeddings, labels)
                 if regulariser is not None:
-                    loss = loss + regulariser(model, embeddings, labels)
+                    loss = loss + regulariser(images, embeddings, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if args.clip_grad > 0:
