@@ -64,10 +64,16 @@ class EmbeddedImages:
 
 
 class EmbeddingCache:
-    """One ``.npz`` per image under ``root/model/face-pPIPELINE_VERSION-runtime/``."""
+    """One ``.npz`` per image under ``root/model/face-pPIPELINE_VERSION-runtime[-weights]/``.
 
-    def __init__(self, root: Path, model: str, face: str, runtime: str = "torch") -> None:
-        self.folder = Path(root) / model / f"{face}-p{PIPELINE_VERSION}-{runtime}"
+    ``weights`` (the checkpoint's hash prefix, ``Verifier.weights``) keeps the embeddings of a
+    trained or compressed checkpoint apart from the released one of the same model name."""
+
+    def __init__(
+        self, root: Path, model: str, face: str, runtime: str = "torch", weights: str | None = None
+    ) -> None:
+        suffix = f"-{weights}" if weights else ""
+        self.folder = Path(root) / model / f"{face}-p{PIPELINE_VERSION}-{runtime}{suffix}"
 
     @staticmethod
     def key(path: Path) -> str:
@@ -137,7 +143,9 @@ def embed_images_multi(
     names = [v.model_name for v in verifiers]
     caches = {
         v.model_name: (
-            EmbeddingCache(cache_dir, v.model_name, face, v.runtime) if cache_dir else None
+            EmbeddingCache(cache_dir, v.model_name, face, v.runtime, v.weights)
+            if cache_dir
+            else None
         )
         for v in verifiers
     }

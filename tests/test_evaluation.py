@@ -251,3 +251,16 @@ def test_roc_points_run_from_nothing_to_everything():
     assert (far[0], tar[0], far[-1], tar[-1]) == (0, 0, 1, 1)
     assert np.all(np.diff(far) >= 0) and np.all(np.diff(tar) >= 0)
     assert tar[far == 0].max() == 1.0  # perfectly separated: full TAR at FAR 0
+
+
+def test_embedding_cache_tells_checkpoints_of_one_model_apart(verifier, checkpoint_dir, tmp_path):
+    # A fine-tuned or compressed checkpoint keeps its model's name; its embeddings must not be
+    # read back from the released weights' cache (or the other way round).
+    from backbones.catalog import checkpoint_path, file_sha256
+    from evaluation.embeddings import EmbeddingCache
+
+    expected = file_sha256(checkpoint_path(verifier.model_name, checkpoint_dir))[:16]
+    assert verifier.weights == expected
+    released = EmbeddingCache(tmp_path, verifier.model_name, "center", "onnx", verifier.weights)
+    trained = EmbeddingCache(tmp_path, verifier.model_name, "center", "onnx", "0123456789abcdef")
+    assert released.folder != trained.folder

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 import environment
+from backbones.catalog import checkpoint_path, file_sha256
 from face_alignment import (
     DEFAULT_MAX_PIXELS,
     DETECT_MAX_SIDE,
@@ -120,8 +121,12 @@ class Verifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         runtime: str = "torch",
         thresholds: Thresholds | None = None,
+        weights: str | None = None,
     ) -> None:
         self.model_name = model_name
+        # Which weights (the checkpoint's SHA-256 prefix): one model name may have many
+        # checkpoints (trained, compressed), and caches of embeddings must tell them apart.
+        self.weights = weights
         self.embedder = embedder
         self.detector = detector
         self.runtime = runtime
@@ -158,8 +163,15 @@ class Verifier:
         detector = FaceDetector(
             min_face_size=min_face_size, max_side=detect_max_side, nets=engines.mtcnn
         )
+        weights = file_sha256(checkpoint_path(model_name, checkpoint_dir))[:16]
         return cls(
-            model_name, engines.embedder, detector, max_pixels, engines.runtime, thresholds
+            model_name,
+            engines.embedder,
+            detector,
+            max_pixels,
+            engines.runtime,
+            thresholds,
+            weights,
         )
 
     def decode(
