@@ -8,9 +8,9 @@ identify most strangers as someone (README, Gallery). The default is the thresho
 
 from pathlib import Path
 
-from verification.errors import NoThresholdError, ThresholdOptionError
-from verification.pipeline import OperatingPoint
-from verification.thresholds import FARS, IDENTIFY_FAR, model_thresholds
+from verification.errors import NoThresholdError
+from verification.pipeline import OperatingPoint, calibrated_far, given_threshold
+from verification.thresholds import IDENTIFY_FAR, model_thresholds
 
 METRIC = "cosine"  # the gallery stores unit vectors and searches by cosine distance
 
@@ -23,15 +23,10 @@ def operating_point(
 ) -> OperatingPoint:
     """The caller's ``threshold``; else the calibrated one at ``far`` (one of ``FARS``), by
     default at ``IDENTIFY_FAR``."""
-    if threshold is not None and far is not None:
-        raise ThresholdOptionError("give threshold or far, not both", "far")
-    if threshold is not None:
-        return OperatingPoint(float(threshold), None)
-    far = IDENTIFY_FAR if far is None else far
-    calibrated = next((f for f in FARS if abs(f - far) <= 1e-9 * f), None)
-    if calibrated is None:
-        rates = ", ".join(f"{f:g}" for f in FARS)
-        raise ThresholdOptionError(f"far must be one of {rates}, not {far:g}", "far")
+    given = given_threshold(threshold, far)
+    if given is not None:
+        return given
+    calibrated = calibrated_far(IDENTIFY_FAR if far is None else far)
     value = model_thresholds(model, checkpoint_dir).at_far(METRIC, calibrated)
     if value is None:
         raise NoThresholdError(

@@ -98,6 +98,24 @@ class OperatingPoint:
     far: float | None
 
 
+def given_threshold(threshold: float | None, far: float | None) -> OperatingPoint | None:
+    """The caller's own threshold, if they gave one; ``threshold`` and ``far`` together are
+    refused (``ThresholdOptionError``)."""
+    if threshold is not None and far is not None:
+        raise ThresholdOptionError("give threshold or far, not both", "far")
+    return None if threshold is None else OperatingPoint(float(threshold), None)
+
+
+def calibrated_far(far: float) -> float:
+    """``far`` as the calibrated rate of ``FARS`` it names (float noise tolerated), else
+    ``ThresholdOptionError``."""
+    calibrated = next((f for f in FARS if abs(f - far) <= 1e-9 * f), None)
+    if calibrated is None:
+        rates = ", ".join(f"{f:g}" for f in FARS)
+        raise ThresholdOptionError(f"far must be one of {rates}, not {far:g}", "far")
+    return calibrated
+
+
 @dataclass(frozen=True)
 class Verification:
     distance: float
@@ -277,15 +295,11 @@ class Verifier:
     ) -> OperatingPoint:
         """The caller's ``threshold``; else the calibrated one at false-match rate ``far`` (one
         of ``FARS``); else the calibrated best-accuracy threshold with its measured FAR."""
-        if threshold is not None and far is not None:
-            raise ThresholdOptionError("give threshold or far, not both", "far")
-        if threshold is not None:
-            return OperatingPoint(float(threshold), None)
+        given = given_threshold(threshold, far)
+        if given is not None:
+            return given
         if far is not None:
-            calibrated = next((f for f in FARS if abs(f - far) <= 1e-9 * f), None)
-            if calibrated is None:
-                rates = ", ".join(f"{f:g}" for f in FARS)
-                raise ThresholdOptionError(f"far must be one of {rates}, not {far:g}", "far")
+            calibrated = calibrated_far(far)
             at_far = self.thresholds.at_far(metric, calibrated)
             if at_far is None:
                 raise NoThresholdError(
