@@ -38,7 +38,7 @@ from service.routes import REQUEST_MODELS
 from service.routes import router as api_router
 from service.settings import Settings
 from service.startup import FailureHandler, Loader, Readiness, start_loading
-from verification.thresholds import model_thresholds
+from verification.thresholds import Thresholds, model_thresholds
 
 log = logging.getLogger("edgeface")
 
@@ -53,12 +53,11 @@ def body_limit(settings: Settings) -> int:
     return 2 * base64_length(settings.max_upload_bytes) + _BODY_OVERHEAD_BYTES
 
 
-def thresholds_line(settings: Settings) -> str:
+def thresholds_line(thresholds: Thresholds) -> str:
     """Which table the default thresholds come from (a trained checkpoint may bring its own)."""
-    thresholds = model_thresholds(settings.model, settings.checkpoint_dir)
     if thresholds.source is None:
-        return f"no calibrated thresholds for {settings.model}: requests must give a threshold"
-    return f"default thresholds for {settings.model} from {thresholds.source}"
+        return f"no calibrated thresholds for {thresholds.model}: requests must give a threshold"
+    return f"default thresholds for {thresholds.model} from {thresholds.source}"
 
 
 def log_failure(reason: str) -> None:
@@ -81,12 +80,15 @@ def create_app(
         if load_seconds is not None:
             metrics.model_load_seconds.set(load_seconds)
             log.info("loaded %s in %.1f s", settings.model, load_seconds)
-        log.info("%s", thresholds_line(settings))
-        try:  # the gallery must hold this model's faces (or none) before any request uses it
+        try:  # read once: the table a request's default threshold comes from never changes
+            app.state.thresholds = model_thresholds(settings.model, settings.checkpoint_dir)
+            # the gallery must hold this model's faces (or none) before any request uses it
             app.state.gallery = open_service_gallery(settings)
-        except (GalleryError, OSError) as exc:  # OSError: the checkpoint to hash, the data dir
+        except (GalleryError, OSError, ValueError) as exc:
+            # OSError: the checkpoint to hash, the data dir; ValueError: a broken thresholds.json
             failed(str(exc))
             return
+        log.info("%s", thresholds_line(app.state.thresholds))
         app.state.readiness.succeed()
         log.info("ready: self-test passed")
 
@@ -115,6 +117,7 @@ def create_app(
     app.state.settings = settings
     app.state.compute = None
     app.state.gallery = None
+    app.state.thresholds = None
     app.state.readiness = Readiness()
     app.state.metrics = metrics
     # Added innermost first: observe everything, refuse a missing key before the size check.

@@ -189,7 +189,7 @@ def plot_det(searches: Searches, result: dict, model: str, path: Path) -> None:
 
 
 def evaluate_identification(
-    verifier: Verifier, images: Path, checkpoint_dir: Path, cache_dir: Path | None
+    verifier: Verifier, images: Path, cache_dir: Path | None
 ) -> tuple[Searches, dict]:
     enrolled, mated, non_mated = split(images)
     if not enrolled or not mated or not non_mated:
@@ -199,7 +199,7 @@ def evaluate_identification(
     paths = [*enrolled.values(), *(p for _, p in mated), *non_mated]
     embedded = embed_images(verifier, paths, "center", cache_dir)
     embeddings = {p: embedded.embedding(p) for p in paths}
-    point = operating_point(verifier.model_name, checkpoint_dir)
+    point = operating_point(verifier.thresholds)
     with tempfile.TemporaryDirectory() as folder:
         gallery = Gallery.open(f"sqlite:///{folder}/eval.db", verifier.model_name, "evaluation")
         try:
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         verifier = Verifier.load(args.model, **environment.verifier_options(checkpoint_dir))
         searches, result = evaluate_identification(
-            verifier, args.images, checkpoint_dir, None if args.no_cache else args.cache
+            verifier, args.images, None if args.no_cache else args.cache
         )
     except (FileNotFoundError, CheckpointError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)

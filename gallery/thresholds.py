@@ -6,32 +6,28 @@ identify most strangers as someone (README, Gallery). The default is the thresho
 (``verification.thresholds.IDENTIFY_FAR``) from ``thresholds.json``.
 """
 
-from pathlib import Path
-
 from verification.errors import NoThresholdError
 from verification.pipeline import OperatingPoint, calibrated_far, given_threshold
-from verification.thresholds import IDENTIFY_FAR, model_thresholds
+from verification.thresholds import IDENTIFY_FAR, Thresholds
 
 METRIC = "cosine"  # the gallery stores unit vectors and searches by cosine distance
 
 
 def operating_point(
-    model: str,
-    checkpoint_dir: str | Path | None,
-    threshold: float | None = None,
-    far: float | None = None,
+    thresholds: Thresholds, threshold: float | None = None, far: float | None = None
 ) -> OperatingPoint:
-    """The caller's ``threshold``; else the calibrated one at ``far`` (one of ``FARS``), by
-    default at ``IDENTIFY_FAR``."""
+    """The caller's ``threshold``; else the one of ``thresholds`` (the model's table, read once
+    where the model is loaded) calibrated at ``far`` (one of ``FARS``), by default at
+    ``IDENTIFY_FAR``."""
     given = given_threshold(threshold, far)
     if given is not None:
         return given
     calibrated = calibrated_far(IDENTIFY_FAR if far is None else far)
-    value = model_thresholds(model, checkpoint_dir).at_far(METRIC, calibrated)
+    value = thresholds.at_far(METRIC, calibrated)
     if value is None:
         raise NoThresholdError(
-            f"model {model} has no cosine threshold calibrated at FAR {calibrated:g}; pass a "
-            "threshold, or calibrate it with python -m evaluation.calibrate",
+            f"model {thresholds.model} has no cosine threshold calibrated at FAR {calibrated:g}; "
+            "pass a threshold, or calibrate it with python -m evaluation.calibrate",
             "threshold",
         )
     return OperatingPoint(value, calibrated)

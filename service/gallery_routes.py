@@ -41,6 +41,7 @@ from service.openapi import request_body
 from service.routes import ERROR_RESPONSES
 from service.schemas import ErrorResponse
 from service.settings import Settings
+from verification.thresholds import Thresholds
 
 log = logging.getLogger("edgeface.gallery")
 router = APIRouter(prefix="/gallery", tags=["gallery"])
@@ -81,7 +82,13 @@ def get_gallery(request: Request, compute: ComputeDep) -> Gallery:
     return request.app.state.gallery
 
 
+def get_thresholds(request: Request, compute: ComputeDep) -> Thresholds:
+    """The model's calibrated thresholds, read at startup (as the gallery, before readiness)."""
+    return request.app.state.thresholds
+
+
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+ThresholdsDep = Annotated[Thresholds, Depends(get_thresholds)]
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,7 @@ async def identify(
     compute: ComputeDep,
     limiter: LimiterDep,
     gallery: GalleryDep,
+    thresholds: ThresholdsDep,
 ) -> dict:
     """For each face (``max_faces``: 1 the largest, 0 all), the ``top_k`` closest subjects, each
     once with its closest face; ``subject`` is the first when within the threshold, else null.
@@ -251,7 +259,7 @@ async def identify(
         settings.max_pixels,
         limiter,
     )
-    point = operating_point(settings.model, settings.checkpoint_dir, options.threshold, options.far)
+    point = operating_point(thresholds, options.threshold, options.far)
     probe = await _faces(request, compute, "identify", images["image"], options.max_faces)
     results = await to_thread.run_sync(gallery.identify, probe.embeddings, options.top_k)
     return identify_answer(
@@ -273,6 +281,7 @@ async def verify_subject(
     compute: ComputeDep,
     limiter: LimiterDep,
     gallery: GalleryDep,
+    thresholds: ThresholdsDep,
 ) -> dict:
     """The distance to the subject's closest enrolled face against the threshold (by default
     the one calibrated at false-match rate 1e-4, like identification)."""
@@ -286,7 +295,7 @@ async def verify_subject(
         settings.max_pixels,
         limiter,
     )
-    point = operating_point(settings.model, settings.checkpoint_dir, options.threshold, options.far)
+    point = operating_point(thresholds, options.threshold, options.far)
     await to_thread.run_sync(gallery.get_subject, subject)  # 404 before computing
     probe = await _faces(request, compute, "enroll", images["image"], 1)
     found = probe.faces[0]

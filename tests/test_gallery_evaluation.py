@@ -25,7 +25,7 @@ def test_identification_figures(verifier, lfw_dir, checkpoint_dir, tmp_path):
         (folder / person).mkdir(parents=True)
         for name in sorted(os.listdir(images / person))[:3]:
             (folder / person / name).symlink_to(images / person / name)
-    searches, result = evaluate_identification(verifier, folder, checkpoint_dir, None)
+    searches, result = evaluate_identification(verifier, folder, None)
     assert result["subjects"] == 8 and result["non_mated_probes"] == 12
     assert result["mated_probes"] == sum(min(3, len(os.listdir(images / p))) - 1 for p in several)
     assert 0.8 <= result["rank1"] <= 1.0  # LFW is easy for EdgeFace

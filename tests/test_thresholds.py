@@ -51,3 +51,22 @@ def test_the_verifier_and_the_server_use_the_table_beside_the_checkpoint(
         answer = httpx.post(server.base + "/verify", files=files, timeout=60).json()
         assert answer["threshold"] == 0.5 and answer["model"] == "edgeface_xxs_q"
         assert f"default thresholds for edgeface_xxs_q from {own_folder}" in server.log()
+
+
+def test_the_gallery_reads_the_table_beside_the_checkpoint_once_at_startup(
+    own_folder, photos_dir, tmp_path
+):
+    own = {"cosine": {"threshold": 0.5, "at_far": {"1e-04": {"threshold": 0.25}}}}
+    table = own_folder / "thresholds.json"
+    table.write_text(json.dumps({"models": {"edgeface_xxs_q": own}}))
+    env = {
+        "EDGEFACE_MODEL": "edgeface_xxs_q",
+        "EDGEFACE_WORKER_MODE": "threads",
+        "EDGEFACE_GALLERY_URL": f"sqlite:///{tmp_path / 'gallery.db'}",
+    }
+    photo = ("p.jpg", (photos_dir / "002_3a2ef5df.jpg").read_bytes(), "image/jpeg")
+    with started_server(own_folder, env=env) as server:
+        table.write_text("{not json")  # a later edit must neither break nor change the service
+        answer = httpx.post(server.base + "/gallery/identify", files={"image": photo}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["threshold"] == 0.25 and answer.json()["far"] == 1e-4
