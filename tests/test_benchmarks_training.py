@@ -23,6 +23,8 @@ def test_quick_training_benchmark_writes_every_field(tmp_path):
     for row in heads.values():
         assert row["images_per_s"] > 0 and row["ratio_to_plain"] > 0
         assert isinstance(row["within_limit"], bool) and len(row["round_ratios"]) == 1
+        assert row["cpu_ratio_to_plain"] > 0 and len(row["cpu_round_ratios"]) == 1
+        assert isinstance(row["cpu_within_limit"], bool)
     scale = report["partial_fc"]
     assert set(scale["runs"]) == {"0.1", "1.0"}
     assert scale["runs"]["0.1"]["centres_used"] == 1000
