@@ -35,7 +35,6 @@ from gallery.store import Gallery
 from gallery.thresholds import operating_point
 from training.prepare import find_images
 from verification import InputError, Verifier
-from verification.thresholds import model_thresholds
 
 FAILED = 1
 
@@ -110,9 +109,9 @@ def enroll(args: argparse.Namespace, gallery: Gallery) -> int:
 
 
 def identify(args: argparse.Namespace, gallery: Gallery) -> int:
-    checkpoint_dir = environment.checkpoint_dir(args.checkpoint_dir)
-    point = operating_point(model_thresholds(args.model, checkpoint_dir), args.threshold)
-    found = gallery_faces(load_verifier(args), args.image.read_bytes(), args.max_faces)
+    verifier = load_verifier(args)
+    point = operating_point(verifier.thresholds, args.threshold)
+    found = gallery_faces(verifier, args.image.read_bytes(), args.max_faces)
     faces = found["faces"]
     results = gallery.identify([f["embedding"] for f in faces], args.top_k)
     answer = identify_answer(
