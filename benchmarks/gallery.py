@@ -41,6 +41,12 @@ QUICK_SIZES = (1000,)
 FULL_SIZES = (1000, 10_000, 100_000)
 FACES_PER_SUBJECT = 2
 NOISE = 0.042  # per dimension: a probe ends up ~0.28 cosine distance from its mate
+# The embedded server's buffer cache holds the 100k gallery's table and HNSW index (~0.7 GB;
+# PostgreSQL's default 128 MB does not, and each search then copies index pages from the OS
+# cache: twice the latency). A production server needs the same (README, "Gallery benchmark").
+EMBEDDED_SETTINGS = {"shared_buffers": "1GB"}
+# The graph being built must fit in memory, or the build slows down many times (pgvector warns).
+MAINTENANCE_WORK_MEM = "2GB"
 
 
 def progress(message: str) -> None:
@@ -90,9 +96,13 @@ def fill_sqlite(path: Path, vectors: np.ndarray) -> None:
 
 
 def fill_postgres(url: str, vectors: np.ndarray) -> float:
-    """COPY the rows without the index, then build it; returns the build seconds."""
+    """COPY the rows without the index, then build it as the product's schema does (the same
+    statement, parallel workers at the server's max_parallel_maintenance_workers); returns the
+    build seconds."""
     import psycopg
     from pgvector.psycopg import register_vector
+
+    from gallery.postgres import CREATE_INDEX
 
     Gallery.open(url, DEFAULT_MODEL, SHA).close()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -113,13 +123,28 @@ def fill_postgres(url: str, vectors: np.ndarray) -> float:
             )
             for fid, s, v, i in rows(vectors):
                 copy.write_row((fid, s, v, DEFAULT_MODEL, SHA, [0.0] * 4, 1.0, str(i), ""))
-        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute(f"SET maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
         start = time.perf_counter()
-        conn.execute(
-            "CREATE INDEX gallery_faces_embedding ON gallery_faces "
-            "USING hnsw (embedding vector_cosine_ops)"
-        )
+        conn.execute(CREATE_INDEX)
         return time.perf_counter() - start
+
+
+def postgres_facts(url: str) -> dict:
+    """What the PostgreSQL figures depend on besides the machine: pgvector, the index's build
+    parameters and size, the buffer cache, the parallel build workers."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        version, index_mb, options = conn.execute(
+            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+            "pg_relation_size('gallery_faces_embedding') / 1048576.0, reloptions "
+            "FROM pg_class WHERE oid = 'gallery_faces_embedding'::regclass"
+        ).fetchone()
+        facts = {"pgvector": version, "index_mb": round(float(index_mb), 1)}
+        facts["index_options"] = options
+        for name in ("shared_buffers", "max_parallel_maintenance_workers"):
+            facts[name] = conn.execute(f"SHOW {name}").fetchone()[0]
+    return facts
 
 
 def search_latency(gallery: Gallery, probes: np.ndarray) -> tuple[dict, list[str]]:
@@ -130,6 +155,34 @@ def search_latency(gallery: Gallery, probes: np.ndarray) -> tuple[dict, list[str
         seconds.append(time.perf_counter() - start)
         top.append(matches[0].subject)
     return summarize(seconds), top
+
+
+def backends_cpu_s(url: str) -> dict[int, float] | None:
+    """CPU seconds (user and system) so far of each server process serving the database of
+    ``url``, when the server runs on this machine (else None): a search's CPU time does not
+    grow with the machine's load as its latency does."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        pids = [pid for (pid,) in conn.execute(query).fetchall()]
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def server_cpu_ms(before: dict[int, float] | None, after: dict[int, float] | None, n: int):
+    """Server CPU milliseconds per search between two ``backends_cpu_s`` (None if unknown)."""
+    if before is None or after is None:
+        return None
+    spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return round(spent * 1000 / n, 2)
 
 
 def end_to_end(verifier: Verifier, gallery: Gallery, images: list[bytes]) -> dict:
@@ -188,7 +241,7 @@ def postgres_server(given: str | None) -> Iterator[str | None]:
     except ImportError:
         yield None
         return
-    with embedded() as url:
+    with embedded(EMBEDDED_SETTINGS) as url:
         yield url
 
 
@@ -225,23 +278,29 @@ def measure_size(
         "memory_mb": round(memory, 1),
         "memory_mb_per_100k": round(memory * 100_000 / size, 1),
         "search": latency,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "end_to_end": end_to_end(verifier, sqlite, portraits),
     }
     sqlite.close()
     if pg_server:
         url = new_database(pg_server, f"bench_{size}")
         build = fill_postgres(url, vectors)
+        result["postgres_setup"] = {"index_build_s": round(build, 2), **postgres_facts(url)}
         for ef_search in ef_searches:
             start = time.perf_counter()
             pg = Gallery.open(url, DEFAULT_MODEL, SHA, ef_search=ef_search)
             startup = time.perf_counter() - start
+            cpu_before = backends_cpu_s(url)
             latency, top = search_latency(pg, probes)
+            cpu = server_cpu_ms(cpu_before, backends_cpu_s(url), len(probes))
             recall = float(np.mean([a == b for a, b in zip(top, exact_top, strict=True)]))
             figures = {
                 "ef_search": ef_search,
                 "index_build_s": round(build, 2),
                 "startup_s": round(startup, 3),
                 "search": latency,
+                "server_cpu_ms_per_search": cpu,
+                "loadavg_1m": round(os.getloadavg()[0], 2),
                 "recall_at_1": recall,
                 "end_to_end": end_to_end(verifier, pg, portraits),
             }
@@ -323,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             line += (
                 f" | postgres hnsw ef_search {pg_entry['ef_search']} p50 "
                 f"{pg_entry['search']['p50_ms']} ms p95 {pg_entry['search']['p95_ms']} ms "
+                f"(server CPU {pg_entry['server_cpu_ms_per_search']} ms) "
                 f"recall@1 {pg_entry['recall_at_1']:.3f}"
             )
         print(line)

@@ -29,7 +29,7 @@ from gallery.records import (
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "edgeface-gallery"
-DEFAULT_EF_SEARCH = 200
+DEFAULT_EF_SEARCH = 100
 
 
 def redacted(url: str) -> str:

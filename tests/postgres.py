@@ -39,18 +39,19 @@ def _as_user() -> dict:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the URL of the ``postgres`` database of a fresh server; stop and delete it after."""
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield the URL of the ``postgres`` database of a fresh server (``settings``: more
+    ``-c name=value`` options); stop and delete it after."""
     folder = Path(tempfile.mkdtemp(prefix="edgeface-pg-"))
     try:
-        with _running(folder) as url:
+        with _running(folder, settings or {}) as url:
             yield url
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
-def _running(folder: Path) -> Iterator[str]:
+def _running(folder: Path, settings: dict[str, str]) -> Iterator[str]:
     bin_dir = postgres_bin()
     data = folder / "data"
     user = _as_user()
@@ -78,7 +79,8 @@ def _running(folder: Path) -> Iterator[str]:
         server = subprocess.Popen(
             [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", folder]
             + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-            + ["-c", "max_connections=200"],
+            + ["-c", "max_connections=200"]
+            + [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -266,6 +266,45 @@ def test_postgres_erasure_removes_rows(postgres, photo_faces):
     gallery.close()
 
 
+def test_postgres_index_of_other_parameters_is_reported_and_rebuilt(postgres, caplog):
+    # A gallery created before the index's build parameters changed keeps its index (CREATE
+    # INDEX IF NOT EXISTS): opening it says so with the statements that rebuild it in place.
+    from gallery.postgres import HNSW_EF_CONSTRUCTION, HNSW_M, REBUILD_INDEX
+
+    url = fresh_database(postgres)
+    gallery = Gallery.open(url, MODEL, SHA)
+    assert gallery.index_outdated is None
+    vectors = unit(np.random.default_rng(3), 20)
+    for i, vector in enumerate(vectors):
+        gallery.add_face(f"s{i}", vector, [0, 0, 50, 50], 1.0, str(i), create_subject=True)
+    gallery.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX gallery_faces_embedding")
+        conn.execute(
+            "CREATE INDEX gallery_faces_embedding ON gallery_faces "
+            "USING hnsw (embedding vector_cosine_ops)"
+        )
+    with caplog.at_level("WARNING", logger="edgeface.gallery"):
+        old = Gallery.open(url, MODEL, SHA)
+    assert "built with pgvector's defaults" in old.index_outdated
+    assert all(statement in old.index_outdated for statement in REBUILD_INDEX)
+    assert old.index_outdated in caplog.text
+    assert old.identify(vectors[:1], 1)[0][0].subject == "s0"  # the old index still serves
+    old.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in REBUILD_INDEX:
+            conn.execute(statement)
+        options = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'gallery_faces_embedding'"
+        ).fetchone()[0]
+    assert sorted(options) == sorted([f"m={HNSW_M}", f"ef_construction={HNSW_EF_CONSTRUCTION}"])
+    rebuilt = Gallery.open(url, MODEL, SHA)
+    assert rebuilt.index_outdated is None
+    found = rebuilt.identify(vectors, 1)
+    assert [ms[0].subject for ms in found] == [f"s{i}" for i in range(20)]
+    rebuilt.close()
+
+
 @pytest.mark.parametrize("direction", ["sqlite->postgres", "postgres->sqlite"])
 def test_export_import_round_trip(direction, tmp_path, postgres, photo_faces):
     urls = {"sqlite": f"sqlite:///{tmp_path}/g.db", "postgres": fresh_database(postgres)}

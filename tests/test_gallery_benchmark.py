@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from gallery.postgres import HNSW_EF_CONSTRUCTION, HNSW_M
+from gallery.store import DEFAULT_EF_SEARCH
 from tests.server import REPO
 
 
@@ -30,4 +32,10 @@ def test_quick_mode_fields(tmp_path, checkpoint_dir, photos_dir, postgres):
         assert figures["end_to_end"]["p50_ms"] > figures["search"]["p50_ms"] * 0.5
         assert figures["startup_s"] > 0
     assert sqlite["memory_mb_per_100k"] > 0
-    assert 0.9 <= pg["recall_at_1"] <= 1.0 and pg["index_build_s"] > 0 and pg["ef_search"] == 200
+    assert 0.9 <= pg["recall_at_1"] <= 1.0 and pg["index_build_s"] > 0
+    assert pg["ef_search"] == DEFAULT_EF_SEARCH and pg["server_cpu_ms_per_search"] >= 0
+    setup = size["postgres_setup"]
+    assert sorted(setup["index_options"]) == [
+        f"ef_construction={HNSW_EF_CONSTRUCTION}",
+        f"m={HNSW_M}",
+    ]
