@@ -31,6 +31,9 @@ from backbones.checkpoints import load_model
 from backbones.edgeface import count_parameters
 from face_alignment.networks import onnx_session
 from training.compress import (
+    CALIBRATION_CROPS,
+    SVD_METHODS,
+    calibration_crops,
     compressed_model,
     distill,
     embed,
@@ -112,6 +115,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(DEFAULT_ROWS),
         help="TEACHER:GAMMA with TEACHER one of " + ", ".join(TEACHERS),
     )
+    parser.add_argument(
+        "--svd", choices=SVD_METHODS, default="weights", help="as training.compress"
+    )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -165,16 +171,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(results["rows"][-1]), flush=True)
         teacher, targets = teachers[teacher_name]
         name = student_name(teacher_name, float(gamma))
-        student = compressed_model(teacher, name)
+        calibration = None
+        if args.svd != "weights":
+            calibration = calibration_crops(crops, CALIBRATION_CROPS, seed=0)
+        started = time.perf_counter()
+        student = compressed_model(teacher, name, calibration, args.svd)
+        svd_seconds = time.perf_counter() - started
         record = {
             "model": name,
             "teacher": teacher_name,
             "gamma": float(gamma),
+            "svd": args.svd,
+            "svd_seconds": svd_seconds,
             "parameters": count_parameters(student),
             "mflops": mflops(student),
             "onnx_ms": onnx_ms_per_face(student),
             "svd_accuracy": devtest.accuracy(student),
         }
+        if calibration is not None:
+            # The plain SVD of the same row, for comparison: what the weighting wins.
+            record["svd_weights_accuracy"] = devtest.accuracy(compressed_model(teacher, name))
         started = time.perf_counter()
         distill(student, crops, targets, args.epochs, args.batch_size, args.lr)
         record["distill_seconds"] = time.perf_counter() - started
@@ -194,12 +210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        "| model | from | gamma | parameters | MFLOPs | ONNX ms/face | SVD alone | distilled "
+        "| model | from | gamma | parameters | MFLOPs | ONNX ms/face | SVD alone (weights / "
+        "activations) | distilled "
         "| distillation |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         svd = f"{r['svd_accuracy']:.1%}" if "svd_accuracy" in r else "-"
+        if "svd_weights_accuracy" in r:  # weights / activations
+            svd = f"{r['svd_weights_accuracy']:.1%} / {svd}"
         took = (
             f"{r['distill_seconds'] / 60:.0f} min, {r['epochs']} epochs" if "epochs" in r else "-"
         )
