@@ -116,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="TEACHER:GAMMA with TEACHER one of " + ", ".join(TEACHERS),
     )
     parser.add_argument(
-        "--svd", choices=SVD_METHODS, default="weights", help="as training.compress"
+        "--svd", choices=SVD_METHODS, default="activations", help="as training.compress"
     )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)

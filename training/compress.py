@@ -10,10 +10,11 @@
    teacher's weight ``W ~ U_r S_r V_r^T``: ``linear1 = S_r^1/2 V_r^T``, ``linear2 = U_r S_r^1/2``
    (bias on linear2). By Eckart-Young that is the best rank-r layer in Frobenius norm, and at full
    rank it is the teacher's layer. A teacher that is itself LoRALin (``edgeface_s_gamma_05``) is
-   compressed further through the SVD of the product of its pair. ``--svd activations`` weights
-   that SVD by the second moment of each layer's inputs on a few hundred crops, which makes the
-   pair the best rank-r layer for what the layer actually sees rather than for its weight
-   (XS at gamma 0.6: 96.5% on LFW DevTest before any distillation, against 73.6%).
+   compressed further through the SVD of the product of its pair. That is ``--svd weights``.
+   The default, ``--svd activations``, weights that SVD by the second moment of each layer's
+   inputs on a few hundred crops, which makes the pair the best rank-r layer for what the layer
+   actually sees rather than for its weight (XS at gamma 0.6: 96.5% on LFW DevTest before any
+   distillation, against 73.6%).
 2. Distillation: the student learns to give each crop the teacher's normalised embedding (loss:
    cosine distance), on crops from ``python -m training.prepare`` with horizontal flips. No
    identity labels are needed. The teacher embeds every crop and its mirror once, up front.
@@ -348,7 +349,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--svd",
         choices=SVD_METHODS,
-        default="weights",
+        default="activations",
         help="weights: truncated SVD of each weight (the best rank-r weight); activations: "
         "weighted by the layer's inputs on calibration crops (the best rank-r output on them)",
     )
