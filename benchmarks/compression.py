@@ -1,7 +1,8 @@
 """LoRALin compression measured: SVD alone and after distillation, for several gammas.
 
     python -m benchmarks.compression --crops CROPS_DEV CROPS_TRAIN --lfw LFW_DEV --out DIR \\
-        [--rows xs:0.6 xs:0.2 s:0.3 ...] [--epochs 4] [--json PATH]
+        [--rows xs:0.6 xs:0.2 s:0.3 ...] [--epochs 4] [--svd activations] [--json PATH]
+    python -m benchmarks.compression --timing 5 --out DIR [--rows ...]
 
 For each row (a teacher of the model table and a gamma) it builds the SVD-initialised student
 (``training.compress``), measures parameters, MFLOPs (``torch.utils.flop_counter``, counted as the
@@ -102,7 +103,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--crops",
         type=Path,
         nargs="+",
-        required=True,
         help="folders of training.prepare crops; the first holds LFW View 1's",
     )
     parser.add_argument(
@@ -122,14 +122,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument(
+        "--timing",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only time ONNX Runtime per face, teachers and the students already in --out, "
+        "in this many interleaved rounds",
+    )
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
 
 
+def timing(rows: Sequence[str], out: Path, checkpoints: Path, rounds: int) -> dict[str, list]:
+    """ONNX Runtime ms per face (one thread) of each row's teacher and of its distilled student
+    in ``out``, in ``rounds`` interleaved rounds: run it on an otherwise idle machine."""
+    models: dict[str, torch.nn.Module] = {}
+    for row in rows:
+        key, gamma = row.split(":")
+        teacher = TEACHERS[key]
+        models.setdefault(teacher, load_model(teacher, checkpoints))
+        name = student_name(teacher, float(gamma))
+        models[name] = load_model(name, out / name)
+    times: dict[str, list] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(onnx_ms_per_face(model))
+    for name, values in times.items():
+        spread = f"{min(values):.2f}-{max(values):.2f}"
+        print(f"{name}: {np.median(values):.2f} ms/face (rounds {spread})")
+    return times
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    lfw = args.lfw or environment.lfw_dir()
     checkpoints = environment.checkpoint_dir(args.checkpoint_dir)
+    if args.timing:
+        times = timing(args.rows, args.out, checkpoints, args.timing)
+        if args.json:
+            args.json.write_text(json.dumps({"onnx_ms_rounds": times}, indent=2) + "\n")
+        return 0
+    if not args.crops:
+        raise SystemExit("--crops is needed, unless --timing")
+    lfw = args.lfw or environment.lfw_dir()
     devtest = DevTest(lfw, args.crops[0])
     exclude = identities_in(lfw / "pairsDevTest.txt")
     if (lfw / "peopleDevTest.txt").is_file():
