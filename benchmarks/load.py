@@ -1,24 +1,22 @@
 """Load test of the real service: ``python -m benchmarks.load [--clients 32] [--requests 200]
-[--client-processes 1] [--json PATH] [--url URL] [--time-cap S]``
+[--json PATH] [--url URL] [--time-cap S]``
 
 Unless ``--url`` is given it starts ``python api.py`` on a free loopback port (weights from
 ``EDGEFACE_CHECKPOINT_DIR``, default ``../shared/checkpoints``) with a 2 MB upload limit, so the
 oversize inputs stay cheap. Photos come from ``EDGEFACE_PHOTOS_DIR`` (``../shared/photos``).
 
-``clients`` threads (in one process, or spread over ``--client-processes``) each send
-``requests`` requests (stopping early at ``--time-cap``), mixing valid verifies and embeds with
-bad inputs, alternately to /verify and /embed, as multipart and as JSON. Every answer must carry
-its documented status and error code. After a warm-up and after the run it reads the server's
-VmRSS from /proc. Prints a table, writes JSON, and exits 1 if an expectation fails: a failed
-connection, a status >= 500, an undocumented answer, or RSS after the run more than 20% away
-from RSS after the warm-up.
+``clients`` threads each send ``requests`` requests (stopping early at ``--time-cap``), mixing
+valid verifies and embeds with bad inputs, alternately to /verify and /embed, as multipart and as
+JSON. Every answer must carry its documented status and error code. After a warm-up and after the
+run it reads the server's VmRSS from /proc. Prints a table, writes JSON, and exits 1 if an
+expectation fails: a failed connection, a status >= 500, an undocumented answer, or RSS after the
+run more than 20% away from RSS after the warm-up.
 """
 
 import argparse
 import base64
 import io
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -223,17 +221,6 @@ class Tally:
         if len(self.samples) < 5:
             self.samples.append(text[:300])
 
-    def merge(self, other: "Tally") -> None:
-        self.sent += other.sent
-        self.as_documented += other.as_documented
-        self.unexpected += other.unexpected
-        self.connection_errors += other.connection_errors
-        self.server_errors += other.server_errors
-        self.statuses.update(other.statuses)
-        self.latencies.extend(other.latencies)
-        for text in other.samples:
-            self._sample(text)
-
 
 @dataclass
 class RunResult:
@@ -254,52 +241,12 @@ def run_clients(
     requests: int,
     time_cap_s: float,
     tallies: dict[str, Tally] | None = None,
-    processes: int = 1,
 ) -> RunResult:
-    """``clients`` threads, each with its own connection, sending ``requests`` requests; spread
-    over ``processes`` client processes (each client's tickets are the same either way)."""
+    """``clients`` threads, each with its own connection, sending ``requests`` requests."""
     tallies = new_tallies() if tallies is None else tallies
+    lock = threading.Lock()
     start = time.perf_counter()
     deadline = start + time_cap_s
-    groups = [list(range(p, clients, processes)) for p in range(min(processes, clients))]
-    if len(groups) == 1:
-        capped = _client_group(base_url, inputs, groups[0], clients, requests, deadline, tallies)
-    else:
-        # fork: the children inherit the inputs; the monotonic clock is the same in all of them.
-        context = multiprocessing.get_context("fork")
-        with context.Pool(len(groups)) as pool:
-            results = pool.starmap(
-                _client_group,
-                [(base_url, inputs, g, clients, requests, deadline, None) for g in groups],
-            )
-        capped = False
-        for group_tallies, group_capped in results:
-            for name, tally in group_tallies.items():
-                tallies[name].merge(tally)
-            capped |= group_capped
-        _DONE.value = 0
-    return RunResult(tallies, time.perf_counter() - start, clients * requests, capped)
-
-
-# Requests answered so far by client processes (RSSSampler reads it while they run).
-_DONE = multiprocessing.get_context("fork").Value("l", 0)
-
-
-def _client_group(
-    base_url: str,
-    inputs: Inputs,
-    indices: Sequence[int],
-    clients: int,
-    requests: int,
-    deadline: float,
-    tallies: dict[str, Tally] | None,
-) -> Any:
-    """The clients ``indices`` (of ``clients``) as threads of this process. Into ``tallies``,
-    returning whether the time cap cut them short; in a child (``tallies`` None), returning its
-    own tallies too."""
-    child = tallies is None
-    tallies = new_tallies() if child else tallies
-    lock = threading.Lock()
     capped = threading.Event()
 
     def client(index: int) -> None:
@@ -319,21 +266,13 @@ def _client_group(
                 seconds = time.perf_counter() - began
                 with lock:
                     tallies[call.kind.name].add(call, response, seconds, error)
-                if child:
-                    with _DONE.get_lock():
-                        _DONE.value += 1
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in indices]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return (tallies, capped.is_set()) if child else capped.is_set()
-
-
-def answered(tallies: dict[str, Tally]) -> int:
-    """Requests answered so far, by this process's clients and by client processes."""
-    return sum(t.sent for t in tallies.values()) + _DONE.value
+    return RunResult(tallies, time.perf_counter() - start, clients * requests, capped.is_set())
 
 
 class RSSSampler:
@@ -349,7 +288,7 @@ class RSSSampler:
         self._start = time.perf_counter()
 
     def _sample(self) -> None:
-        done = answered(self.tallies)
+        done = sum(t.sent for t in self.tallies.values())
         elapsed = round(time.perf_counter() - self._start, 1)
         self.samples.append((elapsed, done, tree_memory_mb(self.pid)))
 
@@ -501,8 +440,7 @@ def print_report(report: dict[str, Any]) -> None:
     capped = " -- STOPPED BY THE TIME CAP" if config["time_capped"] else ""
     print(
         f"load test of {config['url']} ({origin}, upload limit {config['max_upload_bytes']} "
-        f"bytes): {config['clients']} clients x {config['requests_per_client']} requests "
-        f"in {report.get('client_processes', 1)} client process(es){capped}"
+        f"bytes): {config['clients']} clients x {config['requests_per_client']} requests{capped}"
     )
     warm = report["warmup"]
     print(
@@ -556,27 +494,21 @@ def measure(
     requests: int,
     time_cap_s: float,
     warmup: int,
-    processes: int = 1,
 ) -> dict[str, Any]:
     """Warm up, read RSS, run the load, read RSS again; the report."""
     # The same concurrency as the run, so thread pools and allocator arenas are grown first.
     warm_clients = min(clients, warmup)
     warm = run_clients(
-        target.base_url, inputs, warm_clients, -(-warmup // warm_clients), time_cap_s,
-        processes=processes,
-    )  # fmt: skip
+        target.base_url, inputs, warm_clients, -(-warmup // warm_clients), time_cap_s
+    )
     rss: dict[str, Any] = {"after_warmup_mb": None, "after_run_mb": None, "peak_mb": None}
     tallies = new_tallies()
     if target.pid is None:
-        run = run_clients(
-            target.base_url, inputs, clients, requests, time_cap_s, tallies, processes
-        )
+        run = run_clients(target.base_url, inputs, clients, requests, time_cap_s, tallies)
     else:
         rss["after_warmup_mb"] = tree_memory_mb(target.pid)
         with RSSSampler(target.pid, tallies) as sampler:
-            run = run_clients(
-                target.base_url, inputs, clients, requests, time_cap_s, tallies, processes
-            )
+            run = run_clients(target.base_url, inputs, clients, requests, time_cap_s, tallies)
         rss["after_run_mb"] = tree_memory_mb(target.pid)
         rss["peak_mb"] = tree_memory_mb(target.pid, "VmHWM")
         rss["at_share_of_requests_mb"] = sampler.at_fractions(
@@ -584,7 +516,6 @@ def measure(
         )
         rss["timeline"] = sampler.samples
     report = build_report(run, target, clients, requests, rss)
-    report["client_processes"] = processes
     report["warmup"] = {
         "requests": sum(t.sent for t in warm.tallies.values()),
         "seconds": round(warm.seconds, 2),
@@ -627,21 +558,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"warm-up requests (default: {round(WARMUP_SHARE * 100)}%% of the run's requests, "
         f"at least {max(MIN_WARMUP, SETTLE_REQUESTS)})",
     )
-    parser.add_argument(
-        "--client-processes",
-        type=int,
-        default=1,
-        help="spread the clients over this many processes: 32 client threads in one Python "
-        "process wait for its GIL, and that wait is counted in every latency",
-    )
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument("--photos-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.warmup is None:
         total = args.clients * args.requests
         args.warmup = max(MIN_WARMUP, SETTLE_REQUESTS, round(WARMUP_SHARE * total))
-    if min(args.clients, args.requests, args.warmup, args.client_processes) < 1:
-        parser.error("--clients, --requests, --warmup and --client-processes must be at least 1")
+    if args.clients < 1 or args.requests < 1 or args.warmup < 1:
+        parser.error("--clients, --requests and --warmup must be at least 1")
     if args.max_upload_bytes is None:
         own = args.url is None
         args.max_upload_bytes = (
@@ -656,10 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = load_inputs(args.photos_dir, args.max_upload_bytes)
     with target_for(args) as target:
-        report = measure(
-            target, inputs, args.clients, args.requests, args.time_cap, args.warmup,
-            args.client_processes,
-        )  # fmt: skip
+        report = measure(target, inputs, args.clients, args.requests, args.time_cap, args.warmup)
     print_report(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
