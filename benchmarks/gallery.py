@@ -172,9 +172,11 @@ def backends_cpu_s(url: str) -> dict[int, float] | None:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return None
+            # Gone since the query (an autovacuum worker, a closed connection): it did not serve
+            # the searches. Only when no backend is readable is the server elsewhere.
+            continue
         seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return seconds
+    return seconds or None
 
 
 def server_cpu_ms(before: dict[int, float] | None, after: dict[int, float] | None, n: int):
