@@ -52,6 +52,7 @@ MOMENT_DAMPING = 1e-4
 # Crops whose layer inputs weight the SVD (--svd activations): enough positions for every
 # moment (each crop gives hundreds per layer), a few seconds of teacher time.
 CALIBRATION_CROPS = 512
+SVD_METHODS = ("weights", "activations")  # see compressed_model
 
 
 def student_name(teacher: str, gamma: float) -> str:
@@ -86,7 +87,7 @@ def svd_factors(weight: Tensor, rank: int, moment: Tensor | None = None) -> tupl
     little to lose, so the rank goes where the signal is.
     """
     w = weight.detach().double()
-    root = inverse_root = None
+    inverse_root = None
     if moment is not None:
         values, vectors = torch.linalg.eigh(moment.double())
         # A little damping: input directions that never vary would otherwise blow up R^-1.
@@ -158,9 +159,6 @@ def svd_student(
 def lowrank_layers(model: nn.Module) -> list[str]:
     """Names of the LoRALin layers of ``model``."""
     return [name for name, m in model.named_modules() if isinstance(m, LoRALin)]
-
-
-SVD_METHODS = ("weights", "activations")
 
 
 def compressed_model(
