@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.server import REPO, started_server
-from training.train import main
+from training.train import build, main, parse_args
 from verification.thresholds import FARS, far_key
 
 # Fine-tuned from the released XXS weights with fresh class centres: two epochs from scratch
@@ -126,3 +126,30 @@ def test_the_original_experiments_command_runs_a_row_and_writes_its_table(
     steps = len(records(tmp_path / "cosface_0.4", "step"))
     assert experiments([*argv, "--rows", "cosface_0.4"]) == 0  # a finished row is not rerun
     assert len(records(tmp_path / "cosface_0.4", "step")) == steps
+
+
+def layer_scales(model) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if n.rsplit(".", 1)[-1] in ("gamma", "gamma_xca")
+    }
+
+
+def test_layer_scale_start_is_set_in_every_block_and_only_from_scratch(checkpoint_dir, tmp_path):
+    common = ["--data", str(tmp_path), "--out", str(tmp_path), "--model", "edgeface_xxs"]
+    common += ["--epochs", "1", "--checkpoint-dir", str(checkpoint_dir)]
+    default = layer_scales(build(parse_args(common)))
+    started = layer_scales(build(parse_args([*common, "--layer-scale-init", "0.1"])))
+    # XXS: 12 blocks with a layer scale, 3 of them with a second one for the attention.
+    assert len(default) == len(started) == 15
+    assert all(torch.all(v == 1e-6) for v in default.values())
+    assert all(torch.all(v == 0.1) for v in started.values())
+    # Fine-tuning keeps the loaded model's own layer scales.
+    released = layer_scales(build(parse_args([*common, "--init", "edgeface_xxs_q"])))
+    loaded = layer_scales(
+        build(parse_args([*common, "--init", "edgeface_xxs_q", "--layer-scale-init", "0.1"]))
+    )
+    for name, value in released.items():
+        torch.testing.assert_close(loaded[name], value, atol=0, rtol=0)
+        assert not torch.all(value == 0.1)
