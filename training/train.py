@@ -210,21 +210,18 @@ def build(args: argparse.Namespace) -> EdgeFace:
 
 
 @torch.no_grad()
-def set_layer_scale(model: nn.Module, value: float) -> int:
+def set_layer_scale(model: nn.Module, value: float) -> None:
     """Start every EdgeNeXt block's layer scale (timm's ``gamma`` and ``gamma_xca`` vectors) at
-    ``value``; returns how many vectors were set.
+    ``value``.
 
     timm starts them at 1e-6, so that a deep network begins as the identity and stays stable
     over hundreds of ImageNet epochs; with AdamW moving a weight by about ``lr`` a step, a block
     then needs hundreds of steps before it contributes at all, which a short run from scratch
     cannot spare (README, the original experiments).
     """
-    count = 0
     for name, parameter in model.named_parameters():
         if name.rsplit(".", 1)[-1] in ("gamma", "gamma_xca"):
             parameter.fill_(value)
-            count += 1
-    return count
 
 
 def preserving_regulariser(initial: nn.Module, weight: float, kind: str = "cosine") -> Regulariser:
