@@ -1,5 +1,6 @@
 """training.compress: SVD initialisation of LoRALin students and distillation, on real weights."""
 
+import copy
 import json
 
 import httpx
@@ -22,15 +23,18 @@ from training.compress import (
     calibration_crops,
     compressed_model,
     dense_weight,
+    distill,
     find_crops,
     identities_in,
     input_moments,
+    jitter,
     lowrank_layers,
     main,
     read_crops,
     student_name,
     svd_factors,
     svd_student,
+    teacher_targets,
 )
 from training.train import preserving_regulariser
 from verification import Verifier
@@ -274,3 +278,37 @@ def test_preserving_regulariser_is_zero_at_the_start_and_grows_after_a_step(
     assert after > 1e-4
     # For unit vectors |a - b|^2 = 2 (1 - cos): the two kinds agree up to that factor.
     assert float(l2(images, embeddings, None)) == pytest.approx(after, rel=1e-4)
+
+
+def test_jitter_moves_a_crop_by_a_few_pixels_and_keeps_its_content(crops_dir):
+    images = torch.from_numpy(to_batch(read_crops(sorted(crops_dir.glob("*/*.png"))[:8])))
+    moved = jitter(images, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape
+    # Every image moved (no sample left as it was) but stayed the same picture: a shift of at
+    # most ~7 px and a zoom of 8% keep it far closer to itself than to another face.
+    change = (moved - images).abs().mean((1, 2, 3))
+    others = (images - images.roll(1, 0)).abs().mean((1, 2, 3))
+    assert bool((change > 0.01).all()) and bool((change < 0.6 * others).all())
+
+
+def test_distillation_with_the_teacher_online_lowers_the_distance(teacher, crops_dir):
+    augment = "mixup"  # jitter, then blends: both online augmentations
+    crops = read_crops(sorted(crops_dir.glob("*/*.png")))[:36]
+    # The teacher embeds exactly what the student sees: a student that is the teacher starts
+    # at zero loss on augmented batches (cached targets of the unaugmented crops would not).
+    twin = copy.deepcopy(teacher)
+    history = distill(twin, crops, None, 1, batch_size=12, lr=0, teacher=teacher, augment=augment)
+    assert history[0]["loss"] < 1e-5
+
+    student = compressed_model(teacher, STUDENT)  # plain SVD: far from the teacher
+    with pytest.raises(ValueError, match="needs the teacher"):
+        distill(student, crops, None, 1, augment=augment)
+    targets = teacher_targets(teacher, crops)
+    before = float((1 - (embed_normalised(student, crops) * targets[0]).sum(1)).mean())
+    torch.manual_seed(0)
+    history = distill(
+        student, crops, None, 3, batch_size=12, lr=1e-3, teacher=teacher, augment=augment
+    )
+    after = float((1 - (embed_normalised(student, crops) * targets[0]).sum(1)).mean())
+    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+    assert after < 0.9 * before

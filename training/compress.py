@@ -53,6 +53,13 @@ MOMENT_DAMPING = 1e-4
 # moment (each crop gives hundreds per layer), a few seconds of teacher time.
 CALIBRATION_CROPS = 512
 SVD_METHODS = ("weights", "activations")  # see compressed_model
+# flip: the cached targets of each crop and its mirror. jitter: each batch also shifted and
+# scaled at random (alignment noise) and embedded by the teacher as the student sees it.
+# mixup: jitter, then each image blended with another of the batch, the teacher again embedding
+# exactly what the student sees ("consistent teaching", Beyer et al., CVPR 2022).
+AUGMENTATIONS = ("flip", "jitter", "mixup")
+JITTER_SHIFT = 0.06  # of the crop's side, either way
+JITTER_SCALE = 0.08  # zoom in or out by up to this share
 
 
 def student_name(teacher: str, gamma: float) -> str:
@@ -243,19 +250,49 @@ def cosine_distance(student: nn.Module, crops: np.ndarray, targets: Tensor) -> f
     return float((1 - (embed(student, crops) * targets[0]).sum(1)).mean())
 
 
+def jitter(batch: Tensor, generator: torch.Generator) -> Tensor:
+    """Each image of an N x 3 x H x W batch shifted and scaled at random (edges repeated)."""
+    n = len(batch)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * JITTER_SCALE
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * JITTER_SHIFT)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, :, 2] = shift
+    grid = nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    return nn.functional.grid_sample(batch, grid, padding_mode="border", align_corners=False)
+
+
+def mixup(batch: Tensor, generator: torch.Generator) -> Tensor:
+    """Each image blended with another image of the batch, in a share drawn uniformly."""
+    share = torch.rand(len(batch), 1, 1, 1, generator=generator)
+    other = torch.randperm(len(batch), generator=generator)
+    return share * batch + (1 - share) * batch[other]
+
+
 def distill(
     student: nn.Module,
     crops: np.ndarray,
-    targets: Tensor,
+    targets: Tensor | None,
     epochs: int,
     batch_size: int = 64,
     lr: float = 5e-4,
     weight_decay: float = 0.05,
     seed: int = 0,
     on_epoch=None,
+    teacher: nn.Module | None = None,
+    augment: str = "flip",
 ) -> list[dict]:
-    """Train ``student`` so that its normalised embeddings match ``targets`` (AdamW, one epoch
-    of linear warm-up inside a cosine decay). Returns one record per epoch."""
+    """Train ``student`` so that its normalised embeddings match the teacher's (AdamW, one epoch
+    of linear warm-up inside a cosine decay). Returns one record per epoch.
+
+    With ``augment="flip"`` the targets are ``targets`` (see ``teacher_targets``); otherwise
+    ``teacher`` embeds every augmented batch as the student sees it."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {augment!r}")
+    if augment != "flip" and teacher is None:
+        raise ValueError(f"augment={augment!r} needs the teacher")
+    if teacher is not None:
+        teacher.eval()
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(crops) / batch_size)
     total = max(1, epochs * steps_per_epoch)
@@ -281,8 +318,16 @@ def distill(
             flip = flips[index]
             batch = crops[index.numpy()]
             batch[flip.numpy()] = batch[flip.numpy(), :, ::-1]
-            target = targets[flip.long(), index]
-            out = nn.functional.normalize(student(torch.from_numpy(to_batch(batch))), dim=1)
+            images = torch.from_numpy(to_batch(batch))
+            if augment == "flip":
+                target = targets[flip.long(), index]
+            else:
+                images = jitter(images, generator)
+                if augment == "mixup":
+                    images = mixup(images, generator)
+                with torch.no_grad():
+                    target = nn.functional.normalize(teacher(images), dim=1)
+            out = nn.functional.normalize(student(images), dim=1)
             loss = (1 - (out * target).sum(1)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -358,6 +403,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --svd activations: how many training crops weight the SVD",
     )
     parser.add_argument("--epochs", type=int, default=8, help="0: SVD alone")
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="flip",
+        help="flip: cached teacher embeddings of each crop and its mirror; jitter: random "
+        "shifts and zooms too; mixup: jitter and blends of two crops (the teacher embeds each "
+        "batch as the student sees it: about a third more time per epoch)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--weight-decay", type=float, default=0.05)
@@ -433,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.weight_decay,
         args.seed,
         on_epoch,
+        teacher,
+        args.augment,
     )
     distill_seconds = time.perf_counter() - distill_started
 
@@ -452,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "excluded_identities": len(exclude),
         "data": [str(d) for d in args.data],
         "epochs": args.epochs,
+        "augment": args.augment,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
