@@ -8,7 +8,6 @@ waits for a worker: invalid base64, sizes over the limits, and uploads whose hea
 cannot decode (``face_alignment.probe_image``). So bad input never queues behind the CPU work.
 """
 
-import base64
 import binascii
 import math
 from typing import TypeVar
@@ -59,18 +58,34 @@ def validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(exc.errors(include_url=False, include_input=False))
 
 
+def base64_decoded_length(payload: str) -> int:
+    """Bytes that well-formed base64 ``payload`` (no whitespace) decodes to."""
+    padding = min(2, len(payload) - len(payload.rstrip("=")))
+    return len(payload) // 4 * 3 - padding
+
+
 def decode_base64_image(text: str, field: str, max_bytes: int) -> bytes:
-    """The bytes of a base64 string or ``data:...;base64,`` URI (whitespace ignored)."""
+    """The bytes of a base64 string or ``data:...;base64,`` URI (whitespace ignored).
+
+    Runs in the server process, holding the interpreter lock, so every step is C over the text
+    and an oversize image is refused from its length, before it is decoded: a 2.8 MB string
+    through ``base64.b64decode(validate=True)`` (a regular expression, then the decoder) and a
+    translation that removes whitespace held the lock for ~17 ms here, long enough to delay
+    every other request's answer (README, Robustness)."""
     payload = text
     if text[:5].lower() == "data:":
         header, comma, payload = text.partition(",")
         if not comma or not header.lower().endswith(";base64"):
             raise InvalidBase64Error("a data: URI must be data:<type>;base64,<data>", field)
-    payload = payload.translate(_WHITESPACE)
-    if len(payload) > base64_length(max_bytes):
-        raise ImageTooLargeError(f"the image is over the limit of {max_bytes} bytes", field)
+    if any(space in payload for space in " \t\r\n"):
+        payload = payload.translate(_WHITESPACE)
+    size = base64_decoded_length(payload)
+    if size > max_bytes:
+        raise ImageTooLargeError(
+            f"the image has {size} bytes, over the limit of {max_bytes} bytes", field
+        )
     try:
-        data = base64.b64decode(payload, validate=True)
+        data = binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         reason = str(exc).split(":", 1)[0].lower() or "undecodable"
         raise InvalidBase64Error(

@@ -261,6 +261,16 @@ def test_decoded_base64_over_the_byte_limit_is_413_naming_it(client):
     assert str(LIMIT) in body["detail"]
 
 
+@pytest.mark.parametrize("size", [LIMIT + 1, LIMIT + 2, LIMIT + 3])
+def test_base64_over_the_limit_is_refused_with_its_exact_size(client, size):
+    # Every padding (2, 1, 0 '=') gives the decoded size from the text's length alone.
+    response = client.post("/embed", json={"image": b64(b"\0" * size)})
+    body = assert_error(response, 413, "too_large", "image")
+    assert f"has {size} bytes, over the limit of {LIMIT} bytes" in body["detail"]
+    at_limit = client.post("/embed", json={"image": b64(b"\0" * LIMIT)})
+    assert_error(at_limit, 400, "invalid_image", "image")
+
+
 def test_two_images_at_the_limit_fit_in_a_json_body(client):
     # 2 x 4/3 x 10 MB of base64 is more than twice the raw limit: the body limit allows for it.
     junk = b64(b"\0" * (LIMIT - 16))

@@ -17,7 +17,8 @@
    distillation, against 73.6%).
 2. Distillation: the student learns to give each crop the teacher's normalised embedding (loss:
    cosine distance), on crops from ``python -m training.prepare`` with horizontal flips. No
-   identity labels are needed. The teacher embeds every crop and its mirror once, up front.
+   identity labels are needed. The teacher embeds every crop and its mirror once, up front;
+   with ``--augment jitter`` or ``mixup`` it embeds every augmented batch instead.
 
 DIR gets ``<student>.pt`` (a state dict that the model table's row for the student loads
 strictly, so ``python api.py --model <student> --checkpoint-dir DIR`` serves it),
