@@ -60,7 +60,7 @@ def validation_error(exc: ValidationError) -> RequestValidationError:
 
 def base64_decoded_length(payload: str) -> int:
     """Bytes that well-formed base64 ``payload`` (no whitespace) decodes to."""
-    padding = min(2, len(payload) - len(payload.rstrip("=")))
+    padding = 2 if payload.endswith("==") else 1 if payload.endswith("=") else 0
     return len(payload) // 4 * 3 - padding
 
 
