@@ -2,7 +2,7 @@
 
     python -m training.compress --teacher edgeface_xs_q --gamma 0.6 --data CROPS [CROPS ...] \\
         --out DIR [--svd weights|activations] [--epochs 8] [--batch-size 64] \\
-        [--exclude-people peopleDevTest.txt]
+        [--augment flip|jitter|mixup] [--exclude-people peopleDevTest.txt]
 
 1. The student is the teacher's architecture with every Linear that the model table's rule
    replaces (``backbones.lora.replace_linear_with_lowrank``) turned into LoRALin at ``gamma``;
