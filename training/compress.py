@@ -449,15 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     held = rng.random(len(crops)) < args.held_out
     print(f"{len(crops)} crops ({int(held.sum())} held out), {len(exclude)} identities excluded")
-    targets = teacher_targets(teacher, crops)
+    # Augmented batches get their targets as they are drawn: cache only what is used.
+    held_targets = teacher_targets(teacher, crops[held])
+    train_targets = teacher_targets(teacher, crops[~held]) if args.augment == "flip" else None
     teacher_seconds = time.perf_counter() - started
 
     calibration = None
     if args.svd != "weights":
         calibration = calibration_crops(crops[~held], args.calibration, args.seed)
     model = compressed_model(teacher, student, calibration, args.svd)
-    train_targets = targets[:, torch.from_numpy(~held)]
-    held_targets = targets[:, torch.from_numpy(held)]
     start_cosine = cosine_distance(model, crops[held], held_targets)
     print(
         f"{student}: {count_parameters(model):,} parameters (teacher "
