@@ -24,6 +24,7 @@ from training.compress import (
     compressed_model,
     dense_weight,
     distill,
+    feature_blocks,
     find_crops,
     identities_in,
     input_moments,
@@ -31,6 +32,7 @@ from training.compress import (
     lowrank_layers,
     main,
     read_crops,
+    record_outputs,
     student_name,
     svd_factors,
     svd_student,
@@ -312,3 +314,41 @@ def test_distillation_with_the_teacher_online_lowers_the_distance(teacher, crops
     after = float((1 - (embed_normalised(student, crops) * targets[0]).sum(1)).mean())
     assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
     assert after < 0.9 * before
+
+
+def block_errors(student: nn.Module, teacher: nn.Module, crops) -> torch.Tensor:
+    """Each block's squared error relative to the teacher's output, on ``crops``."""
+    names = feature_blocks(teacher)
+    ours, our_hooks = record_outputs(student, names)
+    theirs, their_hooks = record_outputs(teacher, names)
+    images = torch.from_numpy(to_batch(crops))
+    with torch.no_grad():
+        student.eval()(images), teacher.eval()(images)
+    for handle in our_hooks + their_hooks:
+        handle.remove()
+    return torch.stack([(ours[n] - theirs[n]).pow(2).sum() / theirs[n].pow(2).sum() for n in names])
+
+
+def test_block_matching_distillation_lowers_the_blocks_error(teacher, crops_dir):
+    crops = read_crops(sorted(crops_dir.glob("*/*.png")))[:24]
+    student = compressed_model(teacher, STUDENT)  # plain SVD: far from the teacher
+    # Every block of every stage, the same names in both: the student is the teacher's
+    # architecture with low-rank layers inside the blocks.
+    assert len(feature_blocks(student)) == 18 and feature_blocks(student) == feature_blocks(teacher)
+    twin = copy.deepcopy(teacher)
+    history = distill(twin, crops, None, 1, batch_size=12, lr=0, teacher=teacher, features=1.0)
+    assert history[0]["feature_error"] < 1e-10 and history[0]["loss"] < 1e-5
+
+    before = block_errors(student, teacher, crops)
+    torch.manual_seed(0)
+    history = distill(
+        student, crops, None, 3, batch_size=12, lr=1e-3, teacher=teacher, features=10.0
+    )
+    after = block_errors(student, teacher, crops)
+    # Measured: the mean over blocks falls by about a fifth, 13 of the 18 blocks gain, the
+    # deep ones most; the first ones, nearly exact after the SVD, drift a little.
+    assert float(after.mean()) < 0.88 * float(before.mean())
+    assert int((after < before).sum()) >= 10
+    assert history[-1]["loss"] < history[0]["loss"]
+    # The recording hooks are gone afterwards, from both models.
+    assert not any(m._forward_hooks for m in [*student.modules(), *teacher.modules()])

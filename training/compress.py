@@ -2,7 +2,7 @@
 
     python -m training.compress --teacher edgeface_xs_q --gamma 0.6 --data CROPS [CROPS ...] \\
         --out DIR [--svd weights|activations] [--epochs 8] [--batch-size 64] \\
-        [--augment flip|jitter|mixup] [--exclude-people peopleDevTest.txt]
+        [--augment flip|jitter|mixup] [--features W] [--exclude-people peopleDevTest.txt]
 
 1. The student is the teacher's architecture with every Linear that the model table's rule
    replaces (``backbones.lora.replace_linear_with_lowrank``) turned into LoRALin at ``gamma``;
@@ -28,6 +28,7 @@ strictly, so ``python api.py --model <student> --checkpoint-dir DIR`` serves it)
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,8 @@ SVD_METHODS = ("weights", "activations")  # see compressed_model
 AUGMENTATIONS = ("flip", "jitter", "mixup")
 JITTER_SHIFT = 0.06  # of the crop's side, either way
 JITTER_SCALE = 0.08  # zoom in or out by up to this share
+# --features: every block of every stage (timm's EdgeNeXt names them stages.S.blocks.B).
+FEATURE_BLOCK = re.compile(r"(^|\.)stages\.\d+\.blocks\.\d+$")
 
 
 def student_name(teacher: str, gamma: float) -> str:
@@ -270,6 +273,35 @@ def mixup(batch: Tensor, generator: torch.Generator) -> Tensor:
     return share * batch + (1 - share) * batch[other]
 
 
+def feature_blocks(model: nn.Module) -> list[str]:
+    """Names of the blocks whose outputs ``--features`` matches (every block of every stage)."""
+    return [name for name, _ in model.named_modules() if FEATURE_BLOCK.search(name)]
+
+
+def record_outputs(model: nn.Module, names: Sequence[str]) -> tuple[dict[str, Tensor], list]:
+    """A dict that every forward pass of ``model`` fills with the output of each named module,
+    and the hooks' handles (``handle.remove()`` when done)."""
+    outputs: dict[str, Tensor] = {}
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            outputs[name] = output
+
+        return record
+
+    return outputs, [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+
+
+def feature_loss(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
+    """Mean over blocks of each block's squared error relative to the teacher's output energy,
+    so that every block counts alike whatever the scale of its activations."""
+    errors = [
+        (student[name] - out).pow(2).sum() / out.pow(2).sum().clamp_min(1e-12)
+        for name, out in teacher.items()
+    ]
+    return torch.stack(errors).mean()
+
+
 def distill(
     student: nn.Module,
     crops: np.ndarray,
@@ -282,18 +314,32 @@ def distill(
     on_epoch=None,
     teacher: nn.Module | None = None,
     augment: str = "flip",
+    features: float = 0.0,
 ) -> list[dict]:
     """Train ``student`` so that its normalised embeddings match the teacher's (AdamW, one epoch
-    of linear warm-up inside a cosine decay). Returns one record per epoch.
+    of linear warm-up inside a cosine decay). Returns one record per epoch
+    (``loss``: the mean cosine distance on the training batches).
 
-    With ``augment="flip"`` the targets are ``targets`` (see ``teacher_targets``); otherwise
-    ``teacher`` embeds every augmented batch as the student sees it."""
+    With ``augment="flip"`` and no ``features`` the targets are ``targets`` (see
+    ``teacher_targets``); otherwise ``teacher`` embeds every batch as the student sees it. With
+    ``features`` > 0 the loss adds that weight times ``feature_loss`` over every block
+    (``feature_blocks``): the student, the teacher's architecture with low-rank layers, is
+    also asked to reproduce each block's output, far more targets per crop than one embedding."""
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {augment!r}")
-    if augment != "flip" and teacher is None:
-        raise ValueError(f"augment={augment!r} needs the teacher")
+    online = augment != "flip" or features > 0
+    if online and teacher is None:
+        raise ValueError(f"augment={augment!r} with features={features:g} needs the teacher")
     if teacher is not None:
         teacher.eval()
+    handles = []
+    if features > 0:
+        blocks = feature_blocks(student)
+        if not blocks or blocks != feature_blocks(teacher):
+            raise ValueError("features needs a student and teacher with the same blocks")
+        student_blocks, student_handles = record_outputs(student, blocks)
+        teacher_blocks, teacher_handles = record_outputs(teacher, blocks)
+        handles = student_handles + teacher_handles
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(crops) / batch_size)
     total = max(1, epochs * steps_per_epoch)
@@ -308,43 +354,54 @@ def distill(
         ),
     )
     history = []
-    for epoch in range(epochs):
-        student.train()
-        order = torch.randperm(len(crops), generator=generator)
-        flips = torch.rand(len(crops), generator=generator) < 0.5
-        losses, started = [], time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f"distil {epoch + 1}/{epochs}", leave=False)
-        for step in bar:
-            index = order[step * batch_size : (step + 1) * batch_size]
-            flip = flips[index]
-            batch = crops[index.numpy()]
-            batch[flip.numpy()] = batch[flip.numpy(), :, ::-1]
-            images = torch.from_numpy(to_batch(batch))
-            if augment == "flip":
-                target = targets[flip.long(), index]
-            else:
-                images = jitter(images, generator)
-                if augment == "mixup":
-                    images = mixup(images, generator)
-                with torch.no_grad():
-                    target = nn.functional.normalize(teacher(images), dim=1)
-            out = nn.functional.normalize(student(images), dim=1)
-            loss = (1 - (out * target).sum(1)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+    try:
+        for epoch in range(epochs):
+            student.train()
+            order = torch.randperm(len(crops), generator=generator)
+            flips = torch.rand(len(crops), generator=generator) < 0.5
+            distances, feature_errors, started = [], [], time.perf_counter()
+            bar = tqdm(range(steps_per_epoch), desc=f"distil {epoch + 1}/{epochs}", leave=False)
+            for step in bar:
+                index = order[step * batch_size : (step + 1) * batch_size]
+                flip = flips[index]
+                batch = crops[index.numpy()]
+                batch[flip.numpy()] = batch[flip.numpy(), :, ::-1]
+                images = torch.from_numpy(to_batch(batch))
+                if augment != "flip":
+                    images = jitter(images, generator)
+                    if augment == "mixup":
+                        images = mixup(images, generator)
+                if online:
+                    with torch.no_grad():
+                        target = nn.functional.normalize(teacher(images), dim=1)
+                else:
+                    target = targets[flip.long(), index]
+                out = nn.functional.normalize(student(images), dim=1)
+                loss = distance = (1 - (out * target).sum(1)).mean()
+                if handles:
+                    error = feature_loss(student_blocks, teacher_blocks)
+                    loss = distance + features * error
+                    feature_errors.append(error.item())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                distances.append(distance.item())
+                bar.set_postfix(loss=f"{distance.item():.4f}")
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(distances)),
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - started,
+            }
+            if feature_errors:
+                record["feature_error"] = float(np.mean(feature_errors))
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+    finally:
+        for handle in handles:
+            handle.remove()
     student.eval()
     return history
 
@@ -412,6 +469,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "shifts and zooms too; mixup: jitter and blends of two crops (the teacher embeds each "
         "batch as the student sees it: about a third more time per epoch)",
     )
+    parser.add_argument(
+        "--features",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="also match every block's output to the teacher's, with this weight on the mean "
+        "relative squared error (0: the embedding alone; the teacher then runs on every batch)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--weight-decay", type=float, default=0.05)
@@ -451,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(crops)} crops ({int(held.sum())} held out), {len(exclude)} identities excluded")
     # Augmented batches get their targets as they are drawn: cache only what is used.
     held_targets = teacher_targets(teacher, crops[held])
-    train_targets = teacher_targets(teacher, crops[~held]) if args.augment == "flip" else None
+    cached = args.augment == "flip" and not args.features
+    train_targets = teacher_targets(teacher, crops[~held]) if cached else None
     teacher_seconds = time.perf_counter() - started
 
     calibration = None
@@ -489,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_epoch,
         teacher,
         args.augment,
+        args.features,
     )
     distill_seconds = time.perf_counter() - distill_started
 
@@ -509,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": [str(d) for d in args.data],
         "epochs": args.epochs,
         "augment": args.augment,
+        "features": args.features,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
