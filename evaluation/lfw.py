@@ -95,9 +95,7 @@ def accuracy_report(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) 
     }
 
 
-def threshold_report(
-    distances: np.ndarray, same: np.ndarray, default: float | None
-) -> dict:
+def threshold_report(distances: np.ndarray, same: np.ndarray, default: float | None) -> dict:
     """Accuracy at the model's default threshold (the one /verify uses) and at the best one."""
     best, best_accuracy = best_threshold(distances, same)
     return {

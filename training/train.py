@@ -92,7 +92,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--init", help="start from a model name (its file in --checkpoint-dir) or a .pt")
     p.add_argument(
-        "--layer-scale-init", type=float, default=None,
+        "--layer-scale-init",
+        type=float,
+        default=None,
         help="from scratch only: start the blocks' layer scale here instead of timm's 1e-6 "
         "(short runs learn faster with 0.1)",
     )
@@ -100,7 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--checkpoint-dir", help=f"for --init NAME; default ${environment.CHECKPOINT_DIR}"
     )
     p.add_argument(
-        "--preserve-weight", type=float, default=0.0,
+        "--preserve-weight",
+        type=float,
+        default=0.0,
         help="fine-tuning that does not forget: add this times the distance between each "
         "embedding and the frozen initial model's embedding of the same image (0: off)",
     )

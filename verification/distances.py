@@ -43,7 +43,6 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     return np.arccos(cos) / np.pi
 
 
-
 def distance_matrix(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     """Distance between every row of ``a`` and every row of ``b`` (same metrics as above)."""
     check_metric(metric)
