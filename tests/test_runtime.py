@@ -107,5 +107,7 @@ def test_an_unreadable_checkpoint_inside_a_valid_zip_is_reported(own_checkpoints
 def test_an_unwritable_cache_is_reported(own_checkpoints, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
-    with pytest.raises(CheckpointError, match="EDGEFACE_ONNX_DIR"):
+    with pytest.raises(CheckpointError, match="EDGEFACE_ONNX_DIR") as caught:
         ensure_onnx("edgeface_xxs_q", own_checkpoints, blocker / "onnx")
+    # Checked before the export starts: the folder and the reason, not an exporter's traceback.
+    assert f"cannot write to {blocker / 'onnx'} (Not a directory)" in str(caught.value)

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -123,6 +124,7 @@ def ensure_onnx(
             f"EDGEFACE_ONNX_DIR at it; keep the same {checkpoint.name} beside the service (its "
             f"SHA-256 names the export)."
         )
+    _check_writable(Path(onnx_dir), model_name)
     command = [sys.executable, "-m", "verification.export", model_name]
     command += ["--checkpoint", str(checkpoint), "--onnx-dir", str(onnx_dir)]
     repo = Path(__file__).resolve().parents[1]
@@ -140,6 +142,20 @@ def ensure_onnx(
             f"or serve with PyTorch instead (EDGEFACE_RUNTIME=torch)."
         )
     return files
+
+
+def _check_writable(folder: Path, model_name: str) -> None:
+    """Refuse at once, not after the seconds an export takes, a folder the export cannot use."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CheckpointError(
+            f"could not prepare {model_name} for ONNX Runtime: cannot write to {folder} "
+            f"({reason}). Set EDGEFACE_ONNX_DIR to a writable folder, or serve with PyTorch "
+            f"instead (EDGEFACE_RUNTIME=torch)."
+        ) from None
 
 
 def load_engines(
