@@ -335,6 +335,8 @@ def test_block_matching_distillation_lowers_the_blocks_error(teacher, crops_dir)
     # Every block of every stage, the same names in both: the student is the teacher's
     # architecture with low-rank layers inside the blocks.
     assert len(feature_blocks(student)) == 18 and feature_blocks(student) == feature_blocks(teacher)
+    with pytest.raises(ValueError, match="features must be 0 or more"):
+        distill(student, crops, None, 1, teacher=teacher, features=-1.0)
     twin = copy.deepcopy(teacher)
     history = distill(twin, crops, None, 1, batch_size=12, lr=0, teacher=teacher, features=1.0)
     assert history[0]["feature_error"] < 1e-10 and history[0]["loss"] < 1e-5

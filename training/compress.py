@@ -327,6 +327,8 @@ def distill(
     also asked to reproduce each block's output, far more targets per crop than one embedding."""
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {augment!r}")
+    if features < 0:
+        raise ValueError(f"features must be 0 or more, not {features:g}")
     online = augment != "flip" or features > 0
     if online and teacher is None:
         raise ValueError(f"augment={augment!r} with features={features:g} needs the teacher")
@@ -493,7 +495,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="where the teacher's weights are (default: $EDGEFACE_CHECKPOINT_DIR)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.features < 0:
+        parser.error(f"--features must be 0 or more, not {args.features:g}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
