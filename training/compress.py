@@ -292,14 +292,15 @@ def record_outputs(model: nn.Module, names: Sequence[str]) -> tuple[dict[str, Te
     return outputs, [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
 
 
-def feature_loss(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
-    """Mean over blocks of each block's squared error relative to the teacher's output energy,
-    so that every block counts alike whatever the scale of its activations."""
+def block_errors(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
+    """Each block's squared error relative to the teacher block's output energy, so that every
+    block counts alike whatever the scale of its activations (``--features`` minimises the
+    mean), in the teacher's order."""
     errors = [
         (student[name] - out).pow(2).sum() / out.pow(2).sum().clamp_min(1e-12)
         for name, out in teacher.items()
     ]
-    return torch.stack(errors).mean()
+    return torch.stack(errors)
 
 
 def distill(
@@ -322,7 +323,7 @@ def distill(
 
     With ``augment="flip"`` and no ``features`` the targets are ``targets`` (see
     ``teacher_targets``); otherwise ``teacher`` embeds every batch as the student sees it. With
-    ``features`` > 0 the loss adds that weight times ``feature_loss`` over every block
+    ``features`` > 0 the loss adds that weight times the mean of ``block_errors`` over every block
     (``feature_blocks``): the student, the teacher's architecture with low-rank layers, is
     also asked to reproduce each block's output, far more targets per crop than one embedding."""
     if augment not in AUGMENTATIONS:
@@ -381,7 +382,7 @@ def distill(
                 out = nn.functional.normalize(student(images), dim=1)
                 loss = distance = (1 - (out * target).sum(1)).mean()
                 if handles:
-                    error = feature_loss(student_blocks, teacher_blocks)
+                    error = block_errors(student_blocks, teacher_blocks).mean()
                     loss = distance + features * error
                     feature_errors.append(error.item())
                 optimizer.zero_grad(set_to_none=True)
