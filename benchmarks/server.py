@@ -118,7 +118,10 @@ def process_tree(pid: int) -> list[int]:
         current = pending.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*"):
-            children = (task / "children").read_text().split()
+            try:
+                children = (task / "children").read_text().split()
+            except FileNotFoundError:  # the thread ended since the listing
+                continue
             pending += [int(child) for child in children]
     return found
 
