@@ -12,11 +12,12 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from face_alignment import (
     DETECT_MAX_SIDE,
@@ -26,6 +27,7 @@ from face_alignment import (
     load_image_reduced,
     warp_face,
 )
+from face_alignment import png as png_module
 from face_alignment import webp as webp_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,6 +241,88 @@ def test_webp_without_libwebp_falls_back_to_pil(monkeypatch):
         webp_module._library.cache_clear()
     assert by_pil.shape == by_libwebp.shape == (350, 750, 3) and pil_scale == scale
     assert np.abs(by_pil.astype(int) - by_libwebp.astype(int)).mean() < 1.0
+
+
+def noisy(mode: str, size=SIZE, seed=0) -> Image.Image:
+    """Colours (and alpha) that vary from pixel to pixel, so premultiplied averaging matters."""
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], len(mode))
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+
+
+def with_exif_after_pixels(data: bytes, orientation: int) -> bytes:
+    """`data` (a PNG) with an eXIf chunk just before IEND, where PIL finds it only by decoding."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + png_chunk(b"eXIf", exif.tobytes()) + data[end:]
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload).to_bytes(4, "big")
+    return len(payload).to_bytes(4, "big") + kind + payload + crc
+
+
+def rgba16_png(size=SIZE) -> bytes:
+    """A 16-bit RGBA PNG (PIL cannot write one): mid grey, opaque."""
+    width, height = size
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([16, 6, 0, 0, 0])
+    row = b"\x00" + b"\x80\x00\x80\x00\x80\x00\xff\xff" * width
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(row * height))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def decode_by_pil(monkeypatch, data: bytes, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setattr(png_module, "pyspng", None)
+        return load_image_reduced(data, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB"])
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("min_side", [None, 320])
+def test_png_by_libspng_is_exactly_what_pil_gives(monkeypatch, mode, interlace, min_side):
+    data = encode(noisy(mode), "PNG", interlace=interlace, compress_level=1)
+    assert png_module.applies(Image.open(io.BytesIO(data)))
+    assert png_module.pyspng is not None, "pyspng is in requirements-serve.txt"
+    with monkeypatch.context() as patch:
+        # PIL's decoder must not run: libspng decodes, PIL only read the header.
+        patch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("PIL decoded it"))
+        by_spng, scale = load_image_reduced(data, min_side=min_side)
+    by_pil, pil_scale = decode_by_pil(monkeypatch, data, min_side=min_side)
+    assert by_spng.shape == by_pil.shape and scale == pil_scale
+    assert np.array_equal(by_spng, by_pil)
+
+
+def test_rgba_png_exif_after_the_pixels_is_applied_without_pil_decoding(monkeypatch):
+    data = with_exif_after_pixels(encode(halves("RGBA", (*RED, 255), (*BLUE, 255)), "PNG"), 6)
+    with monkeypatch.context() as patch:
+        patch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("PIL decoded it"))
+        by_spng, _ = load_image_reduced(data, min_side=320)
+    by_pil, _ = decode_by_pil(monkeypatch, data, min_side=320)
+    # Orientation 6: turned 90 degrees clockwise to be upright, so the left half is on top.
+    assert by_spng.shape == by_pil.shape == (750, 350, 3)
+    assert colour_at(by_spng, 0.5, 0.25) == RED and colour_at(by_spng, 0.5, 0.75) == BLUE
+    assert np.array_equal(by_spng, by_pil)
+
+
+def test_pngs_libspng_does_not_take_are_decoded_by_pil():
+    """Grey with alpha, palette, RGB with a transparent colour, 16-bit RGBA: PIL's path."""
+    keyed = halves("RGB", RED, BLUE)
+    keyed.info["transparency"] = BLUE
+    for img in (halves("LA", (76, 255), (29, 0)), palette_halves(transparent_right=True), keyed):
+        assert not png_module.applies(Image.open(io.BytesIO(encode(img, "PNG")))), img.mode
+    pixels, _ = load_image_reduced(encode(keyed, "PNG"), min_side=320)
+    assert colour_at(pixels, 0.25) == RED and colour_at(pixels, 0.75) == WHITE
+    deep = rgba16_png()
+    assert Image.open(io.BytesIO(deep)).mode == "RGBA"
+    assert not png_module.applies(Image.open(io.BytesIO(deep)))
+    pixels, _ = load_image_reduced(deep, min_side=320)
+    assert pixels.shape == (350, 750, 3) and colour_at(pixels, 0.5) == (128, 128, 128)
 
 
 def test_animated_webp_gives_its_first_frame_reduced():
