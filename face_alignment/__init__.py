@@ -12,7 +12,14 @@ from .align import (
 )
 from .detection import DETECT_MAX_SIDE, DetectedFace, FaceDetector, select_face
 from .errors import ImageError, ImageTooLargeError, InputError, InvalidImageError
-from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image, load_image_reduced, probe_image
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    keep_decode_memory,
+    load_image,
+    load_image_reduced,
+    probe_image,
+)
 from .mtcnn import MIN_FACE_SIZE
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "default_detector",
     "fallback_landmarks",
     "get_aligned_face",
+    "keep_decode_memory",
     "load_image",
     "load_image_reduced",
     "probe_image",

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         le=19,
         description="worker processes run this much nicer (lower CPU priority) than the server",
     )
+    # README, Robustness: decoding a large upload costs half as much when freed buffers are kept.
+    decode_memory_kept_mb: int = Field(
+        256,
+        ge=0,
+        le=4096,
+        description="freed heap each decoding process keeps for the next upload (0: give it back)",
+    )
     threads: int = Field(1, ge=1, description="intra-op threads of each network call")
     runtime: Runtime = Field(
         "auto", description="onnx, torch, or auto (ONNX Runtime when installed)"

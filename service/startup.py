@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from backbones.catalog import EMBEDDING_SIZE, CheckpointError
+from face_alignment import keep_decode_memory
 from service.jobs import Compute
 from service.settings import Settings
 from verification import Verifier
@@ -52,7 +53,10 @@ class Readiness:
 
 
 def load_verifier(settings: Settings) -> Verifier:
-    """Load model and detector; raises CheckpointError with advice when the weights are bad."""
+    """Load model and detector; raises CheckpointError with advice when the weights are bad.
+    Called in the process that will decode the uploads, which then keeps freed image buffers."""
+    if settings.decode_memory_kept_mb > 0:
+        keep_decode_memory(settings.decode_memory_kept_mb << 20)
     return Verifier.load(
         settings.model,
         settings.checkpoint_dir,

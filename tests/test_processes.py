@@ -1,5 +1,6 @@
 """Worker processes (the default EDGEFACE_WORKER_MODE) and worker threads, on the real server."""
 
+import io
 import os
 import signal
 import time
@@ -7,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.server import process_tree
 from tests.server import started_server
@@ -45,6 +48,34 @@ def test_workers_run_below_the_server_cpu_priority(server):
     niceness = os.getpriority(os.PRIO_PROCESS, server.process.pid)
     workers = [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers_of(server.process.pid)]
     assert workers == [min(19, niceness + 10)] * 2  # EDGEFACE_WORKER_NICENESS's default
+
+
+def minor_faults(pid: int) -> int:
+    # /proc/PID/stat: the 10th field, after the command name in parentheses.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def test_workers_keep_freed_decode_memory_for_the_next_upload(server):
+    """EDGEFACE_DECODE_MEMORY_KEPT_MB (default 256): a large upload decoded again maps almost
+    no new memory. Given back instead, each decode of this 9-megapixel grey+alpha PNG maps
+    ~12,000 pages anew (tests/test_decode.py measures both ways)."""
+    ramp = np.linspace(0, 255, 3000, dtype=np.uint8)
+    grey, alpha = np.meshgrid(ramp, ramp[::-1])
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([grey, alpha], axis=2), "LA").save(buffer, "PNG")
+    files = {"image": ("large.png", buffer.getvalue(), "image/png")}
+    workers = workers_of(server.process.pid)
+
+    def embed_all(rounds: int) -> None:
+        for _ in range(rounds):  # each worker gets some: the dispatcher takes any free one
+            answer = httpx.post(server.base + "/embed", files=files, timeout=60)
+            assert answer.status_code == 422 and answer.json()["code"] == "no_face"
+
+    embed_all(6)
+    before = sum(minor_faults(pid) for pid in workers)
+    embed_all(6)
+    per_upload = (sum(minor_faults(pid) for pid in workers) - before) / 6
+    assert per_upload < 2_000, per_upload
 
 
 def test_an_input_error_crosses_the_process_boundary_intact(server, photos_dir):
