@@ -43,7 +43,11 @@ HEADS = [
 ]
 
 
-@pytest.mark.parametrize("head,formula", HEADS, ids=lambda h: repr(h))
+@pytest.mark.parametrize(
+    "head,formula",
+    HEADS,
+    ids=lambda value: repr(value) if isinstance(value, torch.nn.Module) else "formula",
+)
 def test_true_class_logit_is_its_formula_and_the_others_are_untouched(head, formula):
     torch.manual_seed(0)
     n = len(ANGLES)
@@ -71,7 +75,11 @@ def test_past_pi_the_extension_is_not_the_plain_cosine():
     assert value == pytest.approx(-math.cos(4.0) - 2, abs=1e-9) and value < -1
 
 
-@pytest.mark.parametrize("head,formula", HEADS, ids=lambda h: repr(h))
+@pytest.mark.parametrize(
+    "head,formula",
+    HEADS,
+    ids=lambda value: repr(value) if isinstance(value, torch.nn.Module) else "formula",
+)
 def test_gradients_are_finite_at_cos_plus_and_minus_one(head, formula):
     cosine = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]], requires_grad=True)
     loss = F.cross_entropy(head(cosine, torch.tensor([0, 0, 1])), torch.tensor([0, 0, 1]))

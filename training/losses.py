@@ -56,6 +56,10 @@ class MarginSoftmax(nn.Module):
     def target(self, cosine: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def extra_repr(self) -> str:  # CosFace(s=64.0, m=0.4): which margin, when a head is printed
+        margin = getattr(self, "m", None)
+        return f"s={self.s}" + ("" if margin is None else f", m={margin}")
+
     def forward(self, cosine: Tensor, labels: Tensor) -> Tensor:
         if cosine.dtype in (torch.float16, torch.bfloat16):
             cosine = cosine.float()  # the angle needs float32 at least
