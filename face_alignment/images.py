@@ -62,9 +62,10 @@ def keep_decode_memory(kept_bytes: int = DECODE_MEMORY_KEPT) -> bool:
     converted and reduced). By default glibc returns each to the system when freed, and the
     next one is mapped again page by page: a 6000x6000 PNG decode in a fresh process took about
     92,000 page faults and 0.4 s of system time here, as much as the decode's own work. Kept in
-    the heap they are reused: 15,000 faults the first time, none after, and the decode costs half
-    (``python -m benchmarks.decode``). The price is resident memory: a process keeps the heap
-    its largest decode needed (under 200 MB at the 40-megapixel limit) instead of shrinking back.
+    the heap they are reused: 15,000 faults the first time, none after, and a decode costs a
+    quarter to 40% less CPU (``python -m benchmarks.decode``). The price is resident memory: a
+    process keeps the heap its largest decode needed (under 200 MB at the 40-megapixel limit)
+    instead of shrinking back.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
