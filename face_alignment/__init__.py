@@ -13,6 +13,7 @@ from .align import (
 from .detection import DETECT_MAX_SIDE, DetectedFace, FaceDetector, select_face
 from .errors import ImageError, ImageTooLargeError, InputError, InvalidImageError
 from .images import (
+    DECODE_MEMORY_KEPT_MB,
     DEFAULT_MAX_PIXELS,
     ImageSource,
     keep_decode_memory,
@@ -23,6 +24,7 @@ from .images import (
 from .mtcnn import MIN_FACE_SIZE
 
 __all__ = [
+    "DECODE_MEMORY_KEPT_MB",
     "DEFAULT_MAX_PIXELS",
     "DETECT_MAX_SIDE",
     "MIN_FACE_SIZE",

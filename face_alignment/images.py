@@ -51,10 +51,10 @@ _WARNINGS_LOCK = threading.Lock()
 # of the heap larger than M_TRIM_THRESHOLD is given back to the system.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 << 20  # glibc refuses more on 64-bit
-DECODE_MEMORY_KEPT = 256 << 20
+DECODE_MEMORY_KEPT_MB = 256  # the service's default (EDGEFACE_DECODE_MEMORY_KEPT_MB)
 
 
-def keep_decode_memory(kept_bytes: int = DECODE_MEMORY_KEPT) -> bool:
+def keep_decode_memory(kept_bytes: int = DECODE_MEMORY_KEPT_MB << 20) -> bool:
     """Have this process keep up to `kept_bytes` of freed heap for the next decode (glibc only;
     False elsewhere, where nothing changes).
 

@@ -18,7 +18,7 @@ from environment import (
     default_gallery_url,
     default_onnx_dir,
 )
-from face_alignment import DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
+from face_alignment import DECODE_MEMORY_KEPT_MB, DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
 from gallery.operations import DEFAULT_MIN_FACE_SIZE, DEFAULT_MIN_SCORE
 from gallery.records import MAX_TOP_K
 from gallery.store import DEFAULT_EF_SEARCH
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     )
     # README, Robustness: a large upload decodes with up to 40% less CPU with freed heap kept.
     decode_memory_kept_mb: int = Field(
-        256,
+        DECODE_MEMORY_KEPT_MB,
         ge=0,
         le=4096,
         description="freed heap each decoding process keeps for the next upload (0: give it back)",
