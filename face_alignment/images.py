@@ -252,7 +252,7 @@ def _averageable(img: Image.Image) -> Image.Image:
         return img.convert("RGBa")
     if img.mode in _ALPHA_MODES or "transparency" in img.info:
         return img.convert("RGBA").convert("RGBa")
-    if img.mode in ("L", "1"):
+    if img.mode == "1":  # L without transparency is returned as it is above
         return img.convert("L")
     try:
         return img.convert("RGB")
