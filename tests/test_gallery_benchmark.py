@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
+from benchmarks.gallery import FaceModel, fit_face_model, median_distances, unit
 from gallery.postgres import HNSW_EF_CONSTRUCTION, HNSW_M
 from gallery.store import DEFAULT_EF_SEARCH
 from tests.server import REPO
@@ -39,3 +42,32 @@ def test_quick_mode_fields(tmp_path, checkpoint_dir, photos_dir, postgres):
         f"ef_construction={HNSW_EF_CONSTRUCTION}",
         f"m={HNSW_M}",
     ]
+
+
+def test_face_model_fit_reproduces_the_distances_of_its_data():
+    """fit_face_model on faces drawn from a known model gives a model whose faces have the same
+    same-person and different-person distances (the spread of people's means is corrected for
+    each mean's own noise, and people with one image are left out)."""
+    rng = np.random.default_rng(0)
+    truth = FaceModel(
+        mean=unit(rng.standard_normal((1, 512)))[0] * 0.6,
+        between=rng.standard_normal((512, 48)) * 0.0035,
+        within=rng.standard_normal((512, 64)) * 0.0033,
+    )
+    centres = truth.centres(600, rng)
+    faces = truth.faces(np.repeat(centres, 3, axis=0), rng)
+    people = np.repeat(np.arange(600), 3).astype(str)
+    singles = unit(rng.standard_normal((50, 512)))  # not of the model: must not count
+    fitted = fit_face_model(
+        np.concatenate([faces, singles]), [*people, *(f"single{i}" for i in range(50))]
+    )
+    subjects = np.arange(4000) // 2
+    expected = median_distances(
+        truth.faces(np.repeat(truth.centres(2000, rng), 2, 0), rng), subjects, rng
+    )
+    got = median_distances(
+        fitted.faces(np.repeat(fitted.centres(2000, rng), 2, 0), rng), subjects, rng
+    )
+    assert 0.2 < expected["same"] < expected["different"] - 0.2  # a face-like model
+    assert abs(got["same"] - expected["same"]) < 0.015
+    assert abs(got["different"] - expected["different"]) < 0.015
