@@ -13,7 +13,7 @@ them, and the schedule is warm-up + cosine (``training.train``'s), not ReduceLRO
 Budgets pick the architecture and the epochs (``--epochs`` overrides):
 
 - ``full``: EdgeFace-S (EdgeNeXt-S), 120 epochs, batch 128: the original's settings (a GPU job);
-- ``hour``: EdgeFace-S, 12 epochs, batch 64, lr 3e-4, layer scales started at 0.1: about an hour
+- ``hour``: EdgeFace-S, 10 epochs, batch 64, lr 3e-4, layer scales started at 0.1: about an hour
   for all six rows on a quiet 2-core CPU;
 - ``tiny``: EdgeFace-XXS, 1 epoch, batch 64: a smoke run of the whole protocol.
 
@@ -61,7 +61,7 @@ ROWS = (
 BUDGETS = {
     "full": {"model": "edgeface_s_gamma_05", "epochs": 120, "batch": 128, "lr": 1e-3},
     "hour": {
-        "model": "edgeface_s_gamma_05", "epochs": 12, "batch": 64, "lr": 3e-4,
+        "model": "edgeface_s_gamma_05", "epochs": 10, "batch": 64, "lr": 3e-4,
         "layer_scale_init": 0.1,
     },
     "tiny": {"model": "edgeface_xxs", "epochs": 1, "batch": 64, "lr": 1e-3},
