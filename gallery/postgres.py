@@ -66,14 +66,16 @@ REBUILD_INDEX = (
     "REINDEX INDEX CONCURRENTLY gallery_faces_embedding",
 )
 FACE_COLUMNS = "id, subject, model, checkpoint_sha256, box, score, image_sha256, created"
-# The top-k subjects, not the top-k faces: the nearest faces the index finds (as many as
-# hnsw.ef_search lets it return), the closest face of each subject among them, then the k best.
+# The top-k subjects, not the top-k faces: the nearest faces the index finds (a window of at
+# least hnsw.ef_search), the closest face of each subject among them, then the k best; and how
+# many faces the window held, so that a window of too few subjects can be widened.
 IDENTIFY = """
-SELECT subject, distance, id FROM (
-    SELECT DISTINCT ON (subject) subject, distance, id FROM (
-        SELECT subject, id, embedding <=> %(probe)s AS distance
-        FROM gallery_faces ORDER BY embedding <=> %(probe)s LIMIT %(window)s
-    ) AS nearest
+WITH nearest AS MATERIALIZED (
+    SELECT subject, id, embedding <=> %(probe)s AS distance
+    FROM gallery_faces ORDER BY embedding <=> %(probe)s LIMIT %(window)s
+)
+SELECT subject, distance, id, (SELECT count(*) FROM nearest) FROM (
+    SELECT DISTINCT ON (subject) subject, distance, id FROM nearest
     ORDER BY subject, distance, id
 ) AS best
 ORDER BY distance, subject LIMIT %(top_k)s
@@ -96,6 +98,9 @@ class PostgresGallery(Gallery):
         def configure(conn: psycopg.Connection) -> None:
             register_vector(conn)
             conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
+            # An HNSW scan stops at ef_search rows unless it may go on: identify asks for as many
+            # faces as top_k subjects need, whatever ef_search is. The query sorts what it gets.
+            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false)")
 
         self._pool = ConnectionPool(
             url,
@@ -307,17 +312,25 @@ class PostgresGallery(Gallery):
         return [(face_from_row(r[:8]), r[8].to_numpy().astype(np.float32)) for r in rows]
 
     def _identify(self, probes: np.ndarray, top_k: int) -> list[list[Match]]:
-        window = max(self.ef_search, top_k)
         with self._pool.connection() as conn:
-            return [
-                [
+            return [self._nearest_subjects(conn, probe, top_k) for probe in probes]
+
+    def _nearest_subjects(
+        self, conn: psycopg.Connection, probe: np.ndarray, top_k: int
+    ) -> list[Match]:
+        window = max(self.ef_search, top_k)
+        while True:
+            rows = conn.execute(
+                IDENTIFY, {"probe": probe, "window": window, "top_k": top_k}
+            ).fetchall()
+            # Subjects with several faces near the probe can fill the window: look further,
+            # unless the scan already returned every face it could.
+            if len(rows) == top_k or not rows or rows[0][3] < window:
+                return [
                     Match(subject, float(distance), face_id)
-                    for subject, distance, face_id in conn.execute(
-                        IDENTIFY, {"probe": probe, "window": window, "top_k": top_k}
-                    ).fetchall()
+                    for subject, distance, face_id, _ in rows
                 ]
-                for probe in probes
-            ]
+            window *= 4
 
     def _verify(self, subject_id: str, probe: np.ndarray) -> Match:
         # No ORDER BY on the distance: the planner could answer it from the HNSW index, which

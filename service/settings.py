@@ -20,7 +20,6 @@ from environment import (
 )
 from face_alignment import DECODE_MEMORY_KEPT_MB, DEFAULT_MAX_PIXELS, DETECT_MAX_SIDE
 from gallery.operations import DEFAULT_MIN_FACE_SIZE, DEFAULT_MIN_SCORE
-from gallery.records import MAX_TOP_K
 from gallery.store import DEFAULT_EF_SEARCH
 from verification.runtime import Runtime
 
@@ -97,9 +96,8 @@ class Settings(BaseSettings):
         le=1,
         description="enrollment refuses faces detected with a lower score",
     )
-    # The HNSW scan returns at most ef_search faces, and identify lists up to 100 subjects.
     gallery_ef_search: int = Field(
-        DEFAULT_EF_SEARCH, ge=MAX_TOP_K, le=1000, description="PostgreSQL hnsw.ef_search"
+        DEFAULT_EF_SEARCH, ge=1, le=1000, description="PostgreSQL hnsw.ef_search"
     )
 
     @property

@@ -199,6 +199,24 @@ def test_search_equals_brute_force(gallery):
         )
 
 
+def test_postgres_lists_top_k_subjects_beyond_ef_search(postgres):
+    """An HNSW scan alone stops at hnsw.ef_search rows; with the iterative scan the gallery
+    turns on, identify still lists top_k subjects when top_k is larger, nearest first."""
+    rng = np.random.default_rng(1)
+    vectors = unit(rng, 300)
+    gallery = Gallery.open(fresh_database(postgres), MODEL, SHA, ef_search=10)
+    try:
+        for i, vector in enumerate(vectors):
+            gallery.add_face(f"s{i // 2}", vector, [0, 0, 100, 100], 0.99, f"{i}", True)
+        [matches] = gallery.identify(vectors[7][None], top_k=100)
+    finally:
+        gallery.close()
+    assert len(matches) == 100 and len({m.subject for m in matches}) == 100
+    assert matches[0].subject == "s3" and matches[0].distance == pytest.approx(0, abs=1e-5)
+    distances = [m.distance for m in matches]
+    assert distances == sorted(distances)
+
+
 def test_binding_to_model_and_weights(url, photo_faces):
     empty = Gallery.open(url, "edgeface_xs_q", "b" * 64)
     empty.close()  # no faces yet: any model may bind it
