@@ -65,6 +65,15 @@ REBUILD_INDEX = (
     f"ALTER INDEX gallery_faces_embedding SET ({INDEX_OPTIONS})",
     "REINDEX INDEX CONCURRENTLY gallery_faces_embedding",
 )
+# hnsw.iterative_scan, which identify relies on, came with pgvector 0.8.0.
+MIN_PGVECTOR = (0, 8, 0)
+
+
+def pgvector_version(text: str) -> tuple[int, ...]:
+    """``"0.8.6"`` -> ``(0, 8, 6)``; a part that is not a number counts as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
+
+
 FACE_COLUMNS = "id, subject, model, checkpoint_sha256, box, score, image_sha256, created"
 # The top-k subjects, not the top-k faces: the nearest faces the index finds (a window of at
 # least hnsw.ef_search), the closest face of each subject among them, then the k best; and how
@@ -136,6 +145,15 @@ class PostgresGallery(Gallery):
                     "(https://github.com/pgvector/pgvector) or have an administrator run "
                     "CREATE EXTENSION vector in this database"
                 ) from None
+            query = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            installed = conn.execute(query).fetchone()[0]
+            if pgvector_version(installed) < MIN_PGVECTOR:
+                wanted = ".".join(map(str, MIN_PGVECTOR))
+                raise GalleryError(
+                    f"the PostgreSQL server of {self.url} has pgvector {installed}; the gallery "
+                    f"needs {wanted} or newer (iterative HNSW scans): install it on the server, "
+                    "then run ALTER EXTENSION vector UPDATE in this database"
+                )
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(SCHEMA)

@@ -217,6 +217,21 @@ def test_postgres_lists_top_k_subjects_beyond_ef_search(postgres):
     assert distances == sorted(distances)
 
 
+def test_postgres_with_an_old_pgvector_is_a_clear_error(postgres):
+    """pgvector before 0.8.0 has no iterative scan: opening says so and what to do, instead of
+    failing on every pooled connection. (The installed version is rewritten in the catalogue:
+    the server has only the current pgvector's files.)"""
+    url = fresh_database(postgres)
+    Gallery.open(url, MODEL, SHA).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE pg_extension SET extversion = '0.7.4' WHERE extname = 'vector'")
+    with pytest.raises(
+        GalleryError, match=r"pgvector 0\.7\.4; the gallery needs 0\.8\.0"
+    ) as caught:
+        Gallery.open(url, MODEL, SHA)
+    assert "ALTER EXTENSION vector UPDATE" in str(caught.value)
+
+
 def test_binding_to_model_and_weights(url, photo_faces):
     empty = Gallery.open(url, "edgeface_xs_q", "b" * 64)
     empty.close()  # no faces yet: any model may bind it
