@@ -43,11 +43,13 @@ HEADS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "head,formula",
-    HEADS,
-    ids=lambda value: repr(value) if isinstance(value, torch.nn.Module) else "formula",
-)
+def head_id(value: object) -> str:
+    """The head's repr (its margins); never a lambda's address, which differs between xdist
+    processes and would make their collections disagree."""
+    return repr(value) if isinstance(value, torch.nn.Module) else "formula"
+
+
+@pytest.mark.parametrize("head,formula", HEADS, ids=head_id)
 def test_true_class_logit_is_its_formula_and_the_others_are_untouched(head, formula):
     torch.manual_seed(0)
     n = len(ANGLES)
@@ -75,11 +77,7 @@ def test_past_pi_the_extension_is_not_the_plain_cosine():
     assert value == pytest.approx(-math.cos(4.0) - 2, abs=1e-9) and value < -1
 
 
-@pytest.mark.parametrize(
-    "head,formula",
-    HEADS,
-    ids=lambda value: repr(value) if isinstance(value, torch.nn.Module) else "formula",
-)
+@pytest.mark.parametrize("head,formula", HEADS, ids=head_id)
 def test_gradients_are_finite_at_cos_plus_and_minus_one(head, formula):
     cosine = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]], requires_grad=True)
     loss = F.cross_entropy(head(cosine, torch.tensor([0, 0, 1])), torch.tensor([0, 0, 1]))
