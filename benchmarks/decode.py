@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from environment import REPO
-from face_alignment import png
+from face_alignment import png, with_huge_pages
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # the service's default upload limit
 TARGET_CPU_S = 1.0
@@ -215,7 +215,14 @@ def reference(folder: Path, quick: bool, repeats: int = 3) -> float:
     command = [sys.executable, "-m", "benchmarks.decode", "--reference-child", str(path)]
     times = []
     for _ in range(repeats):
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            env=child_environment(huge_pages=False),  # the issue's plain process
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"the reference decode failed:\n{done.stderr[-2000:]}")
         times.append(json.loads(done.stdout)["cpu_s"])
@@ -223,17 +230,37 @@ def reference(folder: Path, quick: bool, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def measure(path: Path, keep_memory: bool) -> dict:
+def child_environment(huge_pages: bool) -> dict[str, str]:
+    """The environment of a process that decodes: as the service's worker processes start,
+    with malloc's huge pages (``face_alignment.with_huge_pages``), or as a plain process."""
+    environment = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
+    if huge_pages:
+        environment["GLIBC_TUNABLES"] = with_huge_pages(os.environ.get("GLIBC_TUNABLES"))
+    return environment
+
+
+def measure(path: Path, keep_memory: bool, huge_pages: bool) -> dict:
     command = [sys.executable, "-m", "benchmarks.decode", "--child", str(path)]
     command += [] if keep_memory else ["--return-memory"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=child_environment(huge_pages),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout)
 
 
 def run(
-    quick: bool, folder: Path, names: Sequence[str] | None = None, keep_memory: bool = True
+    quick: bool,
+    folder: Path,
+    names: Sequence[str] | None = None,
+    keep_memory: bool = True,
+    huge_pages: bool = True,
 ) -> list[dict]:
     cases = [case for case in CASES if not names or case.name in names]
     jobs = [(case, size) for case in cases for size in sizes_for(case, quick)]
@@ -251,7 +278,7 @@ def run(
             "file_bytes": len(data),
             "inside_limits": len(data) <= MAX_FILE_BYTES,
         }
-        row.update(measure(path, keep_memory))
+        row.update(measure(path, keep_memory, huge_pages))
         path.unlink()
         results.append(row)
     return results
@@ -276,6 +303,15 @@ def table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def transparent_hugepage() -> str | None:
+    """The kernel's transparent huge page mode (always, madvise or never), None if unknown."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text[text.find("[") + 1 : text.find("]")] if "[" in text else None
+
+
 def git_commit() -> str:
     done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return done.stdout.strip()
@@ -293,6 +329,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="decode as with EDGEFACE_DECODE_MEMORY_KEPT_MB=0 (freed heap given back at once)",
     )
+    parser.add_argument(
+        "--no-huge-pages",
+        action="store_true",
+        help="decode in plain processes, without the malloc huge pages the service's workers get",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reference-child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -309,7 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load_start = time.perf_counter(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="edgeface-decode-") as folder:
         reference_cpu_s = reference(Path(folder), args.quick)
-        rows = run(args.quick, Path(folder), args.cases, keep_memory=not args.return_memory)
+        rows = run(
+            args.quick,
+            Path(folder),
+            args.cases,
+            keep_memory=not args.return_memory,
+            huge_pages=not args.no_huge_pages,
+        )
     measured = [row for row in rows if "error" not in row]
     worst = {
         "cpu_s": max((row["cpu_s"] for row in measured), default=None),
@@ -325,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick,
             "cases": args.cases,
             "decode_memory_kept": not args.return_memory,
+            "huge_pages": not args.no_huge_pages,
+            "transparent_hugepage": transparent_hugepage(),
             "pillow": PIL.__version__,
             # what face_alignment.png decodes with (None: every PNG by PIL)
             "pyspng": png.pyspng.__version__ if png.pyspng else None,

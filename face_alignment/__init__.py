@@ -15,11 +15,13 @@ from .errors import ImageError, ImageTooLargeError, InputError, InvalidImageErro
 from .images import (
     DECODE_MEMORY_KEPT_MB,
     DEFAULT_MAX_PIXELS,
+    HUGE_PAGES_TUNABLE,
     ImageSource,
     keep_decode_memory,
     load_image,
     load_image_reduced,
     probe_image,
+    with_huge_pages,
 )
 from .mtcnn import MIN_FACE_SIZE
 
@@ -27,6 +29,7 @@ __all__ = [
     "DECODE_MEMORY_KEPT_MB",
     "DEFAULT_MAX_PIXELS",
     "DETECT_MAX_SIDE",
+    "HUGE_PAGES_TUNABLE",
     "MIN_FACE_SIZE",
     "REFERENCE_LANDMARKS",
     "AlignedFace",
@@ -45,6 +48,7 @@ __all__ = [
     "load_image",
     "load_image_reduced",
     "probe_image",
+    "with_huge_pages",
     "select_face",
     "similarity_transform",
     "warp_face",

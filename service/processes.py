@@ -16,6 +16,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from face_alignment import with_huge_pages
 from service.jobs import JOBS, Images, JobOptions
 from service.settings import Settings
 from service.startup import StartupError, load_verifier, self_test
@@ -65,6 +66,9 @@ def _serve(conn: Connection, settings_values: dict[str, Any]) -> None:
 class Worker:
     def __init__(self, settings_values: dict[str, Any], index: int) -> None:
         self.conn, child = _SPAWN.Pipe()
+        # The spawned interpreter inherits this environment, and glibc reads its tunables only
+        # at exec: malloc's huge pages for the worker's large decodes (face_alignment.images).
+        os.environ["GLIBC_TUNABLES"] = with_huge_pages(os.environ.get("GLIBC_TUNABLES"))
         self.process = _SPAWN.Process(
             target=_serve, args=(child, settings_values), name=f"edgeface-worker-{index}"
         )

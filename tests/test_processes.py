@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.server import process_tree
+from face_alignment import HUGE_PAGES_TUNABLE
 from tests.server import started_server
 
 SAME = ("002_3a2ef5df", "011_7b37bf1f")
@@ -48,6 +49,16 @@ def test_workers_run_below_the_server_cpu_priority(server):
     niceness = os.getpriority(os.PRIO_PROCESS, server.process.pid)
     workers = [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers_of(server.process.pid)]
     assert workers == [min(19, niceness + 10)] * 2  # EDGEFACE_WORKER_NICENESS's default
+
+
+def test_workers_start_with_malloc_huge_pages(server):
+    """glibc reads GLIBC_TUNABLES at exec only, so the workers must be spawned with it
+    (tests/test_decode.py shows what it does to a large decode's page faults)."""
+    for pid in workers_of(server.process.pid):
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        tunables = [entry for entry in environment if entry.startswith(b"GLIBC_TUNABLES=")]
+        assert len(tunables) == 1, environment
+        assert HUGE_PAGES_TUNABLE.encode() in tunables[0].split(b"=", 1)[1].split(b":")
 
 
 def minor_faults(pid: int) -> int:
