@@ -1,5 +1,11 @@
 """What routes get injected: settings, the compute that runs jobs, the limiter of the request
-parsing threads, metrics."""
+parsing threads, metrics.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
+a round trip through another thread (and a wait for the interpreter lock) per dependency per
+request, for what is one attribute read. Under load that handoff, not the work, was a large
+part of what the event loop spent on each request (README, Robustness).
+"""
 
 from typing import Annotated
 
@@ -14,15 +20,15 @@ from service.startup import Readiness
 RETRY_AFTER_SECONDS = "5"
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_readiness(request: Request) -> Readiness:
+async def get_readiness(request: Request) -> Readiness:
     return request.app.state.readiness
 
 
-def get_compute(request: Request) -> Compute:
+async def get_compute(request: Request) -> Compute:
     """The compute once the startup self-test passed; 503 (JSON, Retry-After) until then."""
     readiness: Readiness = request.app.state.readiness
     if not readiness.ready:
@@ -34,11 +40,11 @@ def get_compute(request: Request) -> Compute:
     return request.app.state.compute
 
 
-def get_limiter(request: Request) -> anyio.CapacityLimiter:
+async def get_limiter(request: Request) -> anyio.CapacityLimiter:
     return request.app.state.cpu_limiter
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 

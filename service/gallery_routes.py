@@ -77,12 +77,12 @@ def open_service_gallery(settings: Settings) -> Gallery:
     return gallery
 
 
-def get_gallery(request: Request, compute: ComputeDep) -> Gallery:
+async def get_gallery(request: Request, compute: ComputeDep) -> Gallery:
     # ComputeDep answers 503 until startup finished, and the gallery opens before that.
     return request.app.state.gallery
 
 
-def get_thresholds(request: Request, compute: ComputeDep) -> Thresholds:
+async def get_thresholds(request: Request, compute: ComputeDep) -> Thresholds:
     """The model's calibrated thresholds, read at startup (as the gallery, before readiness)."""
     return request.app.state.thresholds
 

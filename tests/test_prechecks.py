@@ -3,6 +3,7 @@ probe (``face_alignment.probe_image``) on its own, and the real server answering
 only worker is busy."""
 
 import base64
+import inspect
 import io
 import threading
 import time
@@ -10,9 +11,13 @@ import time
 import httpx
 import numpy as np
 import pytest
+from fastapi.routing import APIRoute
 from PIL import Image
 
+from api import create_app
 from face_alignment import ImageTooLargeError, InvalidImageError, load_image, probe_image
+from service.observability import leaf_routes
+from service.settings import Settings
 from tests.server import running_server
 
 
@@ -104,3 +109,21 @@ def test_bad_uploads_are_answered_while_the_only_worker_is_busy(one_worker, phot
         expected = 413 if name == "over the pixels" else 400
         assert response.status_code == expected, (name, response.text)
         assert response.json()["field"] == field
+
+
+def dependency_calls(dependant) -> list:
+    calls = []
+    for sub in dependant.dependencies:
+        calls += [sub.call, *dependency_calls(sub)]
+    return calls
+
+
+def test_no_route_dependency_runs_in_the_thread_pool():
+    """FastAPI runs a plain ``def`` dependency in its thread pool: a handoff to another thread
+    and back per dependency per request (service/dependencies.py). Ours are all ``async``."""
+    app = create_app(Settings())
+    routes = [route for route in leaf_routes(app.routes) if isinstance(route, APIRoute)]
+    calls = {call for route in routes for call in dependency_calls(route.dependant)}
+    assert len(calls) >= 5  # settings, readiness, compute, limiter, gallery, ...
+    threaded = [call.__qualname__ for call in calls if not inspect.iscoroutinefunction(call)]
+    assert threaded == []
