@@ -10,13 +10,17 @@ cannot decode (``face_alignment.probe_image``). So bad input never queues behind
 
 import binascii
 import math
+import sys
+from contextlib import aclosing
 from typing import TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from face_alignment import probe_image
 from service.errors import InvalidBase64Error, InvalidJSONError
@@ -136,17 +140,40 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
     return data
 
 
+async def parse_form(request: Request, max_files: int) -> FormData:
+    """The multipart body, every file held in memory.
+
+    ``request.form()`` would spool a file over 1 MB to a temporary file on disk, one thread-pool
+    write per chunk: a photo is biometric data and is never written anywhere, and the disk
+    writes made an oversize upload wait. ``BodySizeLimit`` (api.py) bounds what memory holds.
+    """
+    async with aclosing(request.stream()) as stream:
+        parser = MultiPartParser(
+            request.headers,
+            stream,
+            max_files=max_files,
+            max_fields=_MAX_FORM_FIELDS,
+            max_part_size=_MAX_FIELD_BYTES,
+        )
+        parser.spool_max_size = sys.maxsize
+        try:
+            return await parser.parse()
+        except MultiPartException as exc:
+            raise HTTPException(400, exc.message) from None
+
+
 async def read_multipart(
     request: Request, model: type[Options], image_fields: tuple[str, ...], max_bytes: int
 ) -> tuple[Options, Images]:
-    async with request.form(
-        max_files=len(image_fields), max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_FIELD_BYTES
-    ) as form:
+    form = await parse_form(request, max_files=len(image_fields))
+    try:
         try:
             options = model.model_validate(dict(form))
         except ValidationError as exc:
             raise validation_error(exc) from None
         images = {f: await read_upload(getattr(options, f), f, max_bytes) for f in image_fields}
+    finally:
+        await form.close()
     return options, images
 
 

@@ -1,10 +1,12 @@
 """The real HTTP service on a loopback port: answers on real photos and every bad-input case."""
 
+import asyncio
 import base64
 import io
 import itertools
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -12,7 +14,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from starlette.requests import Request
 
+from service.inputs import parse_form
 from tests.server import REPO, running_server
 
 SAME = [
@@ -302,3 +306,38 @@ def test_startup_without_usable_weights_says_what_to_do(tmp_path, content):
     assert "python -m backbones.download edgeface_s_gamma_05" in result.stderr
     assert "python api.py --download" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_multipart_uploads_stay_in_memory(monkeypatch, photos_dir):
+    """An upload is never written to disk: Starlette's form parsing would spool each file over
+    1 MB to a temporary file (service.inputs.parse_form)."""
+
+    def rollover(self):
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", rollover)
+    image = photo(photos_dir, "005_02ab3a1b") + b"\0" * (3 * 1024 * 1024)
+    files = {"image": ("a.jpg", image, "image/jpeg")}
+    request = httpx.Request("POST", "http://x/embed", files=files)
+    body, content_type = request.read(), request.headers["content-type"]
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+
+    async def receive():
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/embed",
+        "headers": [(b"content-type", content_type.encode())],
+    }
+
+    async def parse():
+        form = await parse_form(Request(scope, receive), max_files=1)
+        try:
+            return await form["image"].read()
+        finally:
+            await form.close()
+
+    assert asyncio.run(parse()) == image
