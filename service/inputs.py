@@ -34,6 +34,11 @@ Body = TypeVar("Body", bound=BaseModel)
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
 _WHITESPACE = str.maketrans("", "", " \t\r\n")
+# Uploads this small are checked at once in the event loop: a header probe or base64 of a few KB
+# takes microseconds, less than the handoff to a request-parsing thread and back, and the not
+# an image, empty and cut-short uploads are small (README, Robustness). Larger ones go to the
+# threads, so the event loop never spends long on one request.
+INLINE_CHECK_BYTES = 8 * 1024
 # Form fields besides the files are a few short words; refuse anything bigger early.
 _MAX_FORM_FIELDS = 16
 _MAX_FIELD_BYTES = 64 * 1024
@@ -191,10 +196,15 @@ async def read_images(
     kind = media_type(request)
     if kind == MULTIPART:
         options, images = await read_multipart(request, form_model, image_fields, max_bytes)
-        await to_thread.run_sync(probe_images, images, max_pixels, limiter=limiter)
+        if sum(len(data) for data in images.values()) <= INLINE_CHECK_BYTES:
+            probe_images(images, max_pixels)
+        else:
+            await to_thread.run_sync(probe_images, images, max_pixels, limiter=limiter)
         return options, images
     if is_json(kind):
         body = await request.body()
+        if len(body) <= INLINE_CHECK_BYTES:
+            return parse_json(body, json_model, image_fields, max_bytes, max_pixels)
         return await to_thread.run_sync(
             parse_json, body, json_model, image_fields, max_bytes, max_pixels, limiter=limiter
         )

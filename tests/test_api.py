@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from starlette.requests import Request
 
 from service.inputs import parse_form
+from tests.inprocess import asgi_request
 from tests.server import REPO, running_server
 
 SAME = [
@@ -317,24 +317,10 @@ def test_multipart_uploads_stay_in_memory(monkeypatch, photos_dir):
 
     monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", rollover)
     image = photo(photos_dir, "005_02ab3a1b") + b"\0" * (3 * 1024 * 1024)
-    files = {"image": ("a.jpg", image, "image/jpeg")}
-    request = httpx.Request("POST", "http://x/embed", files=files)
-    body, content_type = request.read(), request.headers["content-type"]
-    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-
-    async def receive():
-        chunk = chunks.pop(0)
-        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/embed",
-        "headers": [(b"content-type", content_type.encode())],
-    }
+    request = asgi_request("/embed", files={"image": ("a.jpg", image, "image/jpeg")})
 
     async def parse():
-        form = await parse_form(Request(scope, receive), max_files=1)
+        form = await parse_form(request, max_files=1)
         try:
             return await form["image"].read()
         finally:

@@ -2,12 +2,14 @@
 probe (``face_alignment.probe_image``) on its own, and the real server answering them while its
 only worker is busy."""
 
+import asyncio
 import base64
 import inspect
 import io
 import threading
 import time
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -16,8 +18,11 @@ from PIL import Image
 
 from api import create_app
 from face_alignment import ImageTooLargeError, InvalidImageError, load_image, probe_image
+from service.inputs import INLINE_CHECK_BYTES, read_images
 from service.observability import leaf_routes
+from service.schemas import EmbedForm, EmbedJSON
 from service.settings import Settings
+from tests.inprocess import asgi_request
 from tests.server import running_server
 
 
@@ -127,3 +132,38 @@ def test_no_route_dependency_runs_in_the_thread_pool():
     assert len(calls) >= 5  # settings, readiness, compute, limiter, gallery, ...
     threaded = [call.__qualname__ for call in calls if not inspect.iscoroutinefunction(call)]
     assert threaded == []
+
+
+def test_small_uploads_are_checked_at_once_larger_ones_in_a_parsing_thread(photos_dir):
+    """With every request-parsing thread taken, a small bad upload (the usual kind: text, zero
+    bytes, a cut header) is still refused at once, in the event loop; an upload over
+    INLINE_CHECK_BYTES waits for a thread."""
+    portrait = (photos_dir / "005_02ab3a1b.jpg").read_bytes()
+    assert len(portrait) > INLINE_CHECK_BYTES
+    text = b"this is plain text, not a picture\n" * 8
+
+    async def read(request) -> str:
+        limiter = anyio.CapacityLimiter(1)
+        async with limiter:  # the only thread is busy
+            try:
+                await asyncio.wait_for(
+                    read_images(
+                        request, EmbedForm, EmbedJSON, ("image",), 10 << 20, 40_000_000, limiter
+                    ),
+                    timeout=1.0,
+                )
+            except InvalidImageError:
+                return "refused"
+            except TimeoutError:
+                return "waited"
+        return "passed"
+
+    def outcome(**content) -> str:
+        return asyncio.run(read(asgi_request("/embed", **content)))
+
+    assert outcome(files={"image": ("a.txt", text)}) == "refused"
+    assert outcome(files={"image": ("a.jpg", b"")}) == "refused"
+    assert outcome(json={"image": base64.b64encode(text).decode()}) == "refused"
+    assert outcome(files={"image": ("a.jpg", portrait[:200])}) == "refused"
+    assert outcome(files={"image": ("a.jpg", portrait)}) == "waited"
+    assert outcome(json={"image": base64.b64encode(portrait).decode()}) == "waited"
