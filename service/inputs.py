@@ -150,7 +150,7 @@ async def parse_form(request: Request, max_files: int) -> FormData:
 
     ``request.form()`` would spool a file over 1 MB to a temporary file on disk, one thread-pool
     write per chunk: a photo is biometric data and is never written anywhere, and the disk
-    writes made an oversize upload wait. ``BodySizeLimit`` (api.py) bounds what memory holds.
+    writes made an oversize upload wait. ``service.limits.BodySizeLimit`` bounds the memory.
     """
     async with aclosing(request.stream()) as stream:
         parser = MultiPartParser(
