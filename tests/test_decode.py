@@ -10,7 +10,6 @@ the embeddings, of real portraits do not change.
 import copy
 import io
 import json
-import os
 import subprocess
 import sys
 import zlib
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+import benchmarks.decode as decode_benchmark
 from face_alignment import (
     DETECT_MAX_SIDE,
     HUGE_PAGES_TUNABLE,
@@ -434,14 +434,11 @@ def test_huge_pages_cut_the_page_faults_of_a_large_decode():
     """A 12-megapixel lossless WebP: libwebp decodes it into one 48 MB block, which malloc maps
     anew. In a process started as the service's workers are (``with_huge_pages``) it faults in
     2 MB at a time: ~12,000 page faults in a plain process, a few hundred with."""
-    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not mode.exists() or "[never]" in mode.read_text():
+    if decode_benchmark.transparent_hugepage() in (None, "never"):
         pytest.skip("transparent huge pages are off on this kernel")
     faults = {}
     for huge in (False, True):
-        environment = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-        if huge:
-            environment["GLIBC_TUNABLES"] = with_huge_pages(None)
+        environment = decode_benchmark.child_environment(huge_pages=huge)
         command = [sys.executable, "-c", HUGE_PAGES_SCRIPT]
         done = subprocess.run(
             command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
